@@ -1,0 +1,3 @@
+//! xentinel: a Prometheus exporter, heartbeat and migration webhook for Xen hosts.
+pub mod model;
+pub mod sources;

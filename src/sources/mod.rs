@@ -1,0 +1,42 @@
+//! Sources of host and domain data, behind one trait.
+//!
+//! A [`Source`] adds what it knows to a [`Collection`]; the collector runs
+//! every source of an exporter once per scrape, times it, and records whether
+//! it succeeded. The rest of the code never knows which sources it reads.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::model::Collection;
+
+/// A boxed future, as returned by [`Source::collect`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a source could not collect; rendered as `xentinel_source_up{source} 0`
+/// and logged once per change of state.
+#[derive(Debug)]
+pub struct SourceError(pub String);
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl<E: std::error::Error> From<E> for SourceError {
+    fn from(e: E) -> Self {
+        SourceError(e.to_string())
+    }
+}
+
+/// One origin of data for a host's snapshot.
+pub trait Source: Send + Sync {
+    /// The `source` label value, e.g. `xen`, `xenstore`, `host`, `sim`.
+    fn name(&self) -> &'static str;
+
+    /// Adds this source's data to `out`. On error, whatever was added is kept
+    /// (a partial answer is still an answer) and the source is marked down.
+    fn collect<'a>(&'a self, out: &'a mut Collection) -> BoxFuture<'a, Result<(), SourceError>>;
+}
