@@ -25,8 +25,8 @@ impl std::fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
-impl<E: std::error::Error> From<E> for SourceError {
-    fn from(e: E) -> Self {
+impl From<std::io::Error> for SourceError {
+    fn from(e: std::io::Error) -> Self {
         SourceError(e.to_string())
     }
 }
