@@ -40,3 +40,6 @@ pub trait Source: Send + Sync {
     /// (a partial answer is still an answer) and the source is marked down.
     fn collect<'a>(&'a self, out: &'a mut Collection) -> BoxFuture<'a, Result<(), SourceError>>;
 }
+
+pub mod host;
+pub mod xenstore;
