@@ -1,0 +1,5 @@
+//! Shared helpers for integration tests; each test binary uses `mod support;`
+//! and only part of it.
+#![allow(dead_code)]
+
+pub mod xenstored;
