@@ -19,12 +19,14 @@ pub struct RawNode {
     pub cpu_hz: u64,
     /// `xenstat_node_xen_version`, e.g. `4.17.6-pre`; `None` when NULL or empty.
     pub xen_version: Option<String>,
+    /// Every domain, in libxenstat's (domid) order.
     pub domains: Vec<RawDomain>,
 }
 
 /// One `xenstat_domain`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RawDomain {
+    /// Domain id.
     pub id: u32,
     /// `xenstat_domain_name` (read from xenstore by libxenstat); `None` when NULL.
     pub name: Option<String>,
@@ -38,7 +40,9 @@ pub struct RawDomain {
     pub cur_mem: u64,
     /// Bytes; `u64::MAX` ((unsigned long long)-1) when unlimited.
     pub max_mem: u64,
+    /// XSM security id (`ssidref`).
     pub ssid: u32,
+    /// The `xenstat_domain_<state>` flags; several may be set at once.
     pub dying: bool,
     pub crashed: bool,
     pub shutdown: bool,
@@ -52,6 +56,7 @@ pub struct RawDomain {
 /// One `xenstat_vcpu`, at index `id` of its domain.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RawVcpu {
+    /// Index within the domain.
     pub id: u32,
     pub online: bool,
     /// Nanoseconds of CPU time.
@@ -61,6 +66,7 @@ pub struct RawVcpu {
 /// One `xenstat_network` (a vif), counters from the domain's side.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RawNetwork {
+    /// Interface index (`vif<domid>.<id>`).
     pub id: u32,
     pub rbytes: u64,
     pub rpackets: u64,
