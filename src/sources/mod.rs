@@ -4,6 +4,8 @@
 //! every source of an exporter once per scrape, times it, and records whether
 //! it succeeded. The rest of the code never knows which sources it reads.
 
+pub mod xen;
+
 use std::future::Future;
 use std::pin::Pin;
 
