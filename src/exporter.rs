@@ -16,12 +16,18 @@ use crate::{http, signals};
 /// The sources of a real Xen host: libxenstat, xenstore, dom0 health.
 ///
 /// Fails with one sentence when libxenstat or the hypervisor is missing.
-pub fn xen_sources(cfg: &Config, libxenstat: Option<&std::path::Path>, rej: &Arc<Rejections>) -> anyhow::Result<Vec<Box<dyn Source>>> {
+pub fn xen_sources(
+    cfg: &Config,
+    libxenstat: Option<&std::path::Path>,
+    rej: &Arc<Rejections>,
+) -> anyhow::Result<Vec<Box<dyn Source>>> {
     let lib = libxenstat.or(cfg.exporter.libxenstat.as_deref());
     let xen = XenSource::open(lib).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut v: Vec<Box<dyn Source>> = vec![Box::new(xen)];
     if *cfg.exporter.xenstore {
-        v.push(Box::new(XenstoreSource::new(rej.clone(), Some(cfg.warnings.maintenance_xenstore_key.0.clone()))));
+        let timeout = cfg.exporter.source_timeout.0.0.mul_f64(0.8);
+        let key = Some(cfg.warnings.maintenance_xenstore_key.0.clone());
+        v.push(Box::new(XenstoreSource::new(rej.clone(), key, timeout)));
     }
     v.push(Box::new(HostSource::new(cfg.warnings.clone())));
     Ok(v)
@@ -34,9 +40,13 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
     let rej = Arc::new(Rejections::default());
     let sources = match kind {
         SourceKind::Xen => xen_sources(&cfg, args.libxenstat.as_deref(), &rej)?,
-        SourceKind::Sim => crate::sim::standalone_sources(&rej)?,
+        SourceKind::Sim => anyhow::bail!("the sim source lands with the simulator"),
     };
-    let collector = Arc::new(Collector::new(sources, cfg.exporter.source_timeout.0.0, rej));
+    let collector = Arc::new(Collector::new(
+        sources,
+        cfg.exporter.source_timeout.0.0,
+        rej,
+    ));
     let listener = http::bind(&args.listen_address).await?;
     log::info!(
         "listening on {} source={kind:?} telemetry_path={}",

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod exporter;
 pub mod guest;
 pub mod guest_agent;
 pub mod http;

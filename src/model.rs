@@ -103,7 +103,6 @@ pub struct Vbd {
     pub read_bytes: u64,
     pub write_bytes: u64,
     pub oo_requests: u64,
-    pub error_requests: u64,
 }
 
 /// What the hypervisor (libxenstat or the model) says of one domain.

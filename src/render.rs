@@ -398,7 +398,7 @@ fn render_net(w: &mut Writer, doms: &[Domain], pre: &[String]) {
 type VbdField = fn(&crate::model::Vbd) -> u64;
 
 fn render_block(w: &mut Writer, doms: &[Domain], pre: &[String]) {
-    let fields: [(&str, &str, VbdField); 6] = [
+    let fields: [(&str, &str, VbdField); 5] = [
         (
             "read_bytes",
             "Bytes read from the virtual block device.",
@@ -414,7 +414,6 @@ fn render_block(w: &mut Writer, doms: &[Domain], pre: &[String]) {
         ("oo_requests", "Out-of-request events (ring full).", |b| {
             b.oo_requests
         }),
-        ("error_requests", "Failed requests.", |b| b.error_requests),
     ];
     for (suffix, help, get) in fields {
         let name = format!("xen_domain_block_{suffix}_total");

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::{StreamExt, stream};
 use xenstore_rs::tokio::XsTokio;
@@ -43,16 +44,24 @@ pub struct XenstoreSource {
     maintenance_key: Option<String>,
     /// Domids seen by the watches since the last scrape, to drop from the cache.
     churn: Arc<Mutex<HashSet<DomId>>>,
+    /// Longest a whole read of the tree may take before the connection is dropped.
+    timeout: Duration,
 }
 
 impl XenstoreSource {
-    /// A source that connects at its first collection.
-    pub fn new(rejections: Arc<Rejections>, maintenance_key: Option<String>) -> Self {
+    /// A source that connects at its first collection; a read of the whole
+    /// tree that takes longer than `timeout` drops the connection.
+    pub fn new(
+        rejections: Arc<Rejections>,
+        maintenance_key: Option<String>,
+        timeout: Duration,
+    ) -> Self {
         XenstoreSource {
             state: Arc::default(),
             rejections,
             maintenance_key: maintenance_key.filter(|k| !k.is_empty()),
             churn: Arc::default(),
+            timeout,
         }
     }
 
@@ -89,12 +98,27 @@ impl XenstoreSource {
         let xs = match &st.conn {
             Some(xs) => xs.clone(),
             None => {
-                let xs = self.connect().await?;
+                let xs = tokio::time::timeout(self.timeout, self.connect())
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "xenstored did not answer the connection",
+                        )
+                    })??;
                 st.conn = Some(xs.clone());
                 xs
             }
         };
-        let res = self.read_all(&xs, &mut st, out).await;
+        // xenstore-rs never answers the request in flight when xenstored dies,
+        // so a dead daemon shows up as a timeout here, not as an error.
+        let res = match tokio::time::timeout(self.timeout, self.read_all(&xs, &mut st, out)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("xenstored did not answer within {:?}", self.timeout),
+            )),
+        };
         if res.is_err() {
             // Reconnect next time: a dead xenstored leaves a dead client.
             st.conn = None;

@@ -73,7 +73,6 @@ fn vbd(b: &RawVbd) -> Vbd {
         write_bytes: b.wr_sects.saturating_mul(SECTOR_BYTES),
         oo_requests: b.oo_reqs,
         // libxenstat has no count of failed requests.
-        error_requests: 0,
     }
 }
 
@@ -247,7 +246,6 @@ mod tests {
                         read_bytes: 312_660_001 * 512,
                         write_bytes: 1_206_553_880 * 512,
                         oo_requests: 12,
-                        error_requests: 0,
                     },
                     Vbd {
                         device: "xvdb".into(),
@@ -256,7 +254,6 @@ mod tests {
                         read_bytes: 11_534_336 * 512,
                         write_bytes: 184_320 * 512,
                         oo_requests: 0,
-                        error_requests: 0,
                     },
                 ],
             }
@@ -290,7 +287,6 @@ mod tests {
                     read_bytes: 73_300_775_936,
                     write_bytes: 160_394_264_576,
                     oo_requests: 0,
-                    error_requests: 0,
                 },
                 Vbd {
                     device: "xvdq1".into(),
@@ -299,7 +295,6 @@ mod tests {
                     read_bytes: 41_472_000,
                     write_bytes: 315_392,
                     oo_requests: 0,
-                    error_requests: 0,
                 },
             ]
         );

@@ -85,6 +85,14 @@ impl XenSource {
     /// `xenstat_init`. Blocks briefly; call it before serving.
     pub fn open(lib_path: Option<&Path>) -> Result<XenSource, XenOpenError> {
         let xenstat = Xenstat::load(lib_path)?;
+        // Without a privcmd device xenstat_init can only fail, after printing
+        // libxencall's own noise: say the one sentence instead.
+        if !PRIVCMD.iter().any(|p| RealHost.exists(p)) {
+            let enoent = std::io::Error::from(std::io::ErrorKind::NotFound);
+            return Err(XenOpenError::InitFailed {
+                reason: explain(&enoent, &RealHost),
+            });
+        }
         xenstat.init().map_err(|e| {
             let (NodeError::Init(err) | NodeError::GetNode(err)) = e;
             XenOpenError::InitFailed {
