@@ -2,4 +2,5 @@
 //! and only part of it.
 #![allow(dead_code)]
 
+pub mod scrape;
 pub mod xenstored;
