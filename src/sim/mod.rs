@@ -92,6 +92,10 @@ impl YamlError {
         if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
         }
+        // The path of the offending value, `.[0].action`, reads better as `[0].action`.
+        if message.starts_with(".[") {
+            message.remove(0);
+        }
         YamlError {
             origin: origin.to_string(),
             line,
