@@ -9,12 +9,14 @@
 //! - [`spec`]: the cluster description ([`ClusterSpec`]), loadable from YAML.
 //! - [`formulas`]: the pure model (CPU, memory pressure, pre-copy rounds).
 //! - [`model`]: the [`Cluster`] state advanced by [`Cluster::step`].
+//! - [`migration`]: pre-copy live migration within the cluster.
 //! - [`scenario`]: timed events ([`Scenario`]) applied to a cluster.
 //! - [`source`]: [`SimSource`], one host of the cluster as a [`crate::sources::Source`].
 
 #[cfg(test)]
 mod cluster_tests;
 pub mod formulas;
+pub mod migration;
 pub mod model;
 pub mod scenario;
 pub mod source;
@@ -22,9 +24,8 @@ pub mod spec;
 mod units;
 
 pub use formulas::{MemoryParams, MigrationParams, PAGE_SIZE};
-pub use model::{
-    Cluster, LostDomain, MigrationId, MigrationState, MigrationStatus, SimDomain, SimHost,
-};
+pub use migration::{MigrationId, MigrationState, MigrationStatus};
+pub use model::{Cluster, HvCounters, LostDomain, SimDomain, SimHost};
 pub use scenario::{Action, Applied, Event, Scenario, WorkloadPatch};
 pub use source::SimSource;
 pub use spec::{ClusterSpec, DiskSpec, DomainSpec, HostSpec, NicSpec, SimParams, Workload};
