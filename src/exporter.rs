@@ -40,7 +40,7 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
     let rej = Arc::new(Rejections::default());
     let sources = match kind {
         SourceKind::Xen => xen_sources(&cfg, args.libxenstat.as_deref(), &rej)?,
-        SourceKind::Sim => anyhow::bail!("the sim source lands with the simulator"),
+        SourceKind::Sim => crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?,
     };
     let collector = Arc::new(Collector::new(
         sources,
