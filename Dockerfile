@@ -1,0 +1,21 @@
+# syntax=docker/dockerfile:1
+# xentinel image: `docker build -t xentinel .`; used by docker-compose.yml.
+
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+# Build the dependencies first, in their own layer, so source edits do not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src
+COPY src ./src
+# Make cargo see the real sources as newer than the placeholder build.
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+
+# glibc and libgcc, no shell, runs as uid 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=builder /src/target/release/xentinel /usr/local/bin/xentinel
+USER nonroot:nonroot
+# 9741-9744: exporter (the demo serves one per simulated host); 9745: migration webhook.
+EXPOSE 9741-9744 9745
+ENTRYPOINT ["xentinel"]
