@@ -2,5 +2,6 @@
 //! and only part of it.
 #![allow(dead_code)]
 
+pub mod dashboards;
 pub mod scrape;
 pub mod xenstored;
