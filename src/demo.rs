@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cli::DemoArgs;
 use crate::collector::Collector;
 use crate::guest::Rejections;
-use crate::sim::{Cluster, Scenario, SimSource};
+use crate::sim::{Cluster, ClusterSpec, Scenario, SimSource};
 use crate::sources::Source;
 use crate::{http, signals};
 
@@ -61,11 +61,27 @@ pub fn standalone_sources(host: &str, seed: u64) -> anyhow::Result<Vec<Box<dyn S
     Ok(vec![Box::new(SimSource::new(shared, host))])
 }
 
+/// The sources of a synthetic simulated host running `n` domains
+/// (`exporter --source sim --sim.domains N`, see [`ClusterSpec::one_host`]),
+/// stepped in real time like the demo, without a scenario.
+pub fn synthetic_sources(host: &str, n: usize, seed: u64) -> anyhow::Result<Vec<Box<dyn Source>>> {
+    let cluster = Cluster::new(ClusterSpec::one_host(host, n), seed)
+        .map_err(|e| anyhow::anyhow!("--sim.domains {n}: {e}"))?;
+    let shared = Arc::new(Mutex::new(cluster));
+    spawn_stepper(
+        shared.clone(),
+        Scenario::default(),
+        Duration::from_millis(100),
+        1.0,
+    );
+    Ok(vec![Box::new(SimSource::new(shared, host))])
+}
+
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cluster = match &args.cluster {
         Some(p) => {
-            let spec = crate::sim::ClusterSpec::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let spec = ClusterSpec::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
             Cluster::new(spec, args.seed).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => Cluster::default_demo(args.seed),

@@ -40,7 +40,10 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
     let rej = Arc::new(Rejections::default());
     let sources = match kind {
         SourceKind::Xen => xen_sources(&cfg, args.libxenstat.as_deref(), &rej)?,
-        SourceKind::Sim => crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?,
+        SourceKind::Sim => match args.sim_domains {
+            Some(n) => crate::demo::synthetic_sources(&args.sim_host, n, args.sim_seed)?,
+            None => crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?,
+        },
     };
     let collector = Arc::new(Collector::new(
         sources,

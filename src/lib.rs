@@ -15,6 +15,8 @@ pub mod http;
 pub mod log;
 pub mod model;
 pub mod render;
+#[cfg(test)]
+mod render_reference;
 pub mod signals;
 pub mod sim;
 pub mod sources;

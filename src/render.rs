@@ -746,4 +746,190 @@ mod tests {
         render(&empty, &mut out);
         assert!(!out.contains("xen_domain_info"));
     }
+
+    /// A snapshot exercising every family and every escape: names with quotes,
+    /// backslashes, newlines, braces and non-ASCII; domains with stats only,
+    /// meta only, partial guest reports; odd floats; several NICs and disks.
+    pub(crate) fn hostile_snapshot() -> Snapshot {
+        let mut c = Collection::default();
+        let names = [
+            "web \"1\"",
+            "back\\slash",
+            "new\nline",
+            "}{,=\"",
+            "é中\u{1F600}",
+            "",
+            "domid-9",
+            "trailing\\",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let domid = i as u32 * 3;
+            let floats = [
+                0.0,
+                1.5,
+                1e15,
+                1e-7,
+                f64::NAN,
+                f64::INFINITY,
+                -2.25,
+                123456.789,
+            ];
+            let f = floats[i % floats.len()];
+            if i != 5 {
+                c.stats.insert(
+                    domid,
+                    DomainStats {
+                        domid,
+                        name: Some(format!("lib-{name}")),
+                        state: (i != 2).then_some(DomainState::ALL[i % 6]),
+                        cpu_seconds: f,
+                        vcpu_count: (i % 3) as u32,
+                        vcpus: (0..(i % 3) as u32)
+                            .map(|id| Vcpu {
+                                id,
+                                online: id % 2 == 0,
+                                cpu_seconds: f * f64::from(id + 1),
+                            })
+                            .collect(),
+                        memory_bytes: u64::MAX - i as u64,
+                        memory_max_bytes: (i % 2 == 0).then_some(1 << 30),
+                        ssid: None,
+                        networks: (0..(i % 3) as u32)
+                            .map(|id| NetIf {
+                                id,
+                                rx_bytes: 1 << (i + 10),
+                                rx_packets: 7,
+                                rx_errors: 1,
+                                rx_drops: 2,
+                                tx_bytes: 3,
+                                tx_packets: 4,
+                                tx_errors: 5,
+                                tx_drops: 6,
+                            })
+                            .collect(),
+                        vbds: (0..(i % 3))
+                            .map(|k| Vbd {
+                                device: format!("xvd{k}\"\\\n{name}"),
+                                read_requests: 1,
+                                write_requests: 2,
+                                read_bytes: 3,
+                                write_bytes: 4,
+                                oo_requests: 5,
+                            })
+                            .collect(),
+                    },
+                );
+            }
+            if i != 6 {
+                c.meta.insert(
+                    domid,
+                    DomainMeta {
+                        domid,
+                        name: (i != 7).then(|| name.to_string()),
+                        uuid: (i % 4 != 1).then(|| format!("uuid-{i}\"\\\n")),
+                        memory_target_bytes: (i % 2 == 1).then_some(42),
+                        guest: GuestReport {
+                            page_faults_minor: (i % 2 == 0).then_some(10),
+                            page_faults_major: (i % 3 == 0).then_some(0),
+                            memory_available_bytes: (i != 3).then_some(1 << 20),
+                            swap_used_bytes: (i == 4).then_some(5),
+                            age_seconds: (i != 0).then_some(f),
+                        },
+                        probe_target: None,
+                    },
+                );
+            }
+        }
+        c.host = Some(HostStats {
+            memory_total_bytes: 1 << 36,
+            memory_free_bytes: 12345,
+            cpus: 16,
+            cpu_hz: 2_400_000_000,
+            xen_version: Some("4.17 \"x\"\\\n".into()),
+        });
+        c.dom0 = Some(Dom0Health {
+            load: [0.5, f64::NAN, 1e20],
+            memory_available_bytes: 1,
+            memory_total_bytes: 2,
+            temperatures: vec![("cpu \"0\"\n".into(), 45.5), ("b\\".into(), -1.0)],
+        });
+        c.warn(WarningKind::UpsOnBattery, true);
+        c.hardware_errors = Some((3, 4));
+        let mut h = Histogram::new(&[0.5, 1.0, 2.5, 10.0, 1e-3]);
+        h.observe(0.7);
+        h.observe(100.0);
+        c.migrations.insert(Direction::Incoming, h);
+        c.migrations
+            .insert(Direction::Outgoing, Histogram::new(&[0.25]));
+        let sources = vec![
+            SourceStatus {
+                name: "sim",
+                up: true,
+                duration_seconds: 0.000123,
+            },
+            SourceStatus {
+                name: "x\"s",
+                up: false,
+                duration_seconds: 5.0,
+            },
+        ];
+        let mut rej = std::collections::BTreeMap::new();
+        rej.insert("garbage", 3);
+        Snapshot::merge(
+            c,
+            sources,
+            SelfStats {
+                guest_rejections: rej,
+            },
+        )
+    }
+
+    fn assert_same_as_reference(s: &Snapshot) {
+        let mut want = String::new();
+        crate::render_reference::render(s, &mut want);
+        let mut got = String::new();
+        render(s, &mut got);
+        if got != want {
+            let line = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            panic!(
+                "output differs from the reference at line {}:\n got: {:?}\nwant: {:?}",
+                line + 1,
+                got.lines().nth(line),
+                want.lines().nth(line)
+            );
+        }
+    }
+
+    #[test]
+    fn output_is_byte_identical_to_the_reference() {
+        let s = hostile_snapshot();
+        assert_same_as_reference(&s);
+        // Rendering into a buffer that already holds something appends.
+        let mut out = String::from("x");
+        render(&s, &mut out);
+        assert!(out.starts_with('x'));
+        assert_same_as_reference(&Snapshot::merge(
+            Collection::default(),
+            vec![],
+            SelfStats::default(),
+        ));
+    }
+
+    #[test]
+    fn simulated_host_renders_like_the_reference() {
+        use crate::sim::{Cluster, ClusterSpec, SimSource};
+        use std::sync::{Arc, Mutex};
+        let mut cl = Cluster::new(ClusterSpec::one_host("xen1", 40), 3).unwrap();
+        cl.step(std::time::Duration::from_secs(7));
+        let src = SimSource::new(Arc::new(Mutex::new(cl)), "xen1");
+        let mut c = Collection::default();
+        src.fill(&mut c).unwrap();
+        let s = Snapshot::merge(c, vec![], SelfStats::default());
+        assert_eq!(s.domains.len(), 41);
+        assert_same_as_reference(&s);
+    }
 }
