@@ -1,0 +1,264 @@
+//! The bench's plumbing: a tiny blocking HTTP/1.1 client over `TcpStream`
+//! (keep-alive, `Content-Length` and chunked bodies), child processes that
+//! are killed when dropped (even on panic), and `/proc` readings.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One keep-alive HTTP/1.1 connection to a loopback port.
+pub struct Conn {
+    port: u16,
+    r: Option<BufReader<TcpStream>>,
+}
+
+/// A response: status and body.
+pub struct Resp {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Conn {
+    /// A connection to `127.0.0.1:port`, opened on first use.
+    pub fn new(port: u16) -> Self {
+        Conn { port, r: None }
+    }
+
+    fn stream(&mut self) -> std::io::Result<&mut BufReader<TcpStream>> {
+        if self.r.is_none() {
+            let s = TcpStream::connect(("127.0.0.1", self.port))?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            self.r = Some(BufReader::with_capacity(256 * 1024, s));
+        }
+        Ok(self.r.as_mut().expect("just set"))
+    }
+
+    /// `GET path`; reconnects once if the kept-alive connection was closed.
+    pub fn get(&mut self, path: &str) -> std::io::Result<Resp> {
+        self.request("GET", path, None)
+    }
+
+    /// `POST path` with a JSON body.
+    #[allow(dead_code)] // for bench_webhook, once the webhook lands
+    pub fn post_json(&mut self, path: &str, body: &[u8]) -> std::io::Result<Resp> {
+        self.request("POST", path, Some(body))
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Resp> {
+        match self.try_request(method, path, body) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                self.r = None;
+                self.try_request(method, path, body)
+            }
+        }
+    }
+
+    fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Resp> {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: xentinel-bench\r\n"
+        );
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        let r = self.stream()?;
+        {
+            let s = r.get_mut();
+            let mut msg = req.into_bytes();
+            if let Some(b) = body {
+                msg.extend_from_slice(b);
+            }
+            s.write_all(&msg)?;
+        }
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
+        let mut len: Option<usize> = None;
+        let mut chunked = false;
+        let mut close = false;
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(bad("eof in headers".into()));
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                let v = v.trim();
+                match k.to_ascii_lowercase().as_str() {
+                    "content-length" => len = v.parse().ok(),
+                    "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                    "connection" => close = v.eq_ignore_ascii_case("close"),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                r.read_line(&mut line)?;
+                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| bad(format!("bad chunk size {line:?}")))?;
+                if n == 0 {
+                    // Trailers, then the empty line.
+                    loop {
+                        line.clear();
+                        r.read_line(&mut line)?;
+                        if line.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                let at = body.len();
+                body.resize(at + n, 0);
+                r.read_exact(&mut body[at..])?;
+                line.clear();
+                r.read_line(&mut line)?;
+            }
+        } else if let Some(n) = len {
+            body.resize(n, 0);
+            r.read_exact(&mut body)?;
+        } else {
+            r.read_to_end(&mut body)?;
+            close = true;
+        }
+        if close {
+            self.r = None;
+        }
+        Ok(Resp { status, body })
+    }
+}
+
+fn bad(m: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, m)
+}
+
+/// A loopback port free right now (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind a loopback port")
+}
+
+/// A child process killed and reaped when dropped, so no exporter outlives
+/// the bench, even when it panics.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    /// Spawns `program args`, stdout and stderr to `log` (a file path).
+    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Proc {
+        let out = std::fs::File::create(log).expect("create the child's log file");
+        let err = out.try_clone().expect("clone the log file");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Proc {
+            name: name.into(),
+            child,
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `GET path` answers 200 (at most `limit`); panics with the
+    /// child's log when it exits or never answers.
+    pub fn wait_ready(&mut self, port: u16, path: &str, limit: Duration, log: &Path) {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                let l = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("{} exited ({st}) before it was ready:\n{l}", self.name);
+            }
+            if let Ok(r) = Conn::new(port).get(path) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            if start.elapsed() > limit {
+                let l = std::fs::read_to_string(log).unwrap_or_default();
+                panic!("{} not ready after {limit:?}:\n{l}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in clock ticks (`/proc/PID/stat` fields 14, 15).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: fields are counted after its ')'.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime 15.
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 when it cannot be asked).
+pub fn clk_tck() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// Samples of a text exposition body: non-empty lines not starting with `#`.
+pub fn series_count(body: &[u8]) -> usize {
+    body.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty() && l[0] != b'#')
+        .count()
+}
