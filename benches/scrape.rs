@@ -107,10 +107,10 @@ fn measure(t: &Target, n: usize, warm: usize, tck: u64) -> ScrapeRow {
     let mut bytes = 0;
     let mut series = 0;
     for _ in 0..warm {
-        let r = c.get(path).expect("warm-up scrape");
-        assert_eq!(r.status, 200, "{target}: warm-up scrape status");
-        bytes = r.body.len();
-        series = series_count(&r.body);
+        let st = c.get(path).expect("warm-up scrape");
+        assert_eq!(st, 200, "{target}: warm-up scrape status");
+        bytes = c.body().len();
+        series = series_count(c.body());
     }
     // Background cost (the simulator's stepper, node_exporter's idle) over 1 s.
     let t0 = cpu_ticks(pid);
@@ -120,11 +120,11 @@ fn measure(t: &Target, n: usize, warm: usize, tck: u64) -> ScrapeRow {
     let c0 = cpu_ticks(pid);
     for _ in 0..n {
         let start = Instant::now();
-        let r = c.get(path).expect("scrape");
+        let st = c.get(path).expect("scrape");
         times.push(ms(start.elapsed()));
-        assert_eq!(r.status, 200, "{target}: scrape status");
-        bytes = r.body.len();
-        series = series_count(&r.body);
+        assert_eq!(st, 200, "{target}: scrape status");
+        bytes = c.body().len();
+        series = series_count(c.body());
     }
     let cpu = (cpu_ticks(pid) - c0) as f64 * 1e3 / tck as f64 / n as f64;
     times.sort_by(f64::total_cmp);
@@ -159,7 +159,7 @@ fn concurrent(domains: usize, pid: u32, port: u16, threads: usize, secs: u64, tc
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
                     match c.get("/metrics") {
-                        Ok(r) if r.status == 200 => times.push(ms(t.elapsed())),
+                        Ok(200) => times.push(ms(t.elapsed())),
                         _ => errors += 1,
                     }
                 }
@@ -288,6 +288,15 @@ fn machine() -> String {
     )
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn status_like(file: &str, field: &str) -> u64 {
     std::fs::read_to_string(file)
         .unwrap_or_default()
@@ -354,6 +363,7 @@ fn main() {
     let logs = std::env::temp_dir().join(format!("xentinel-bench-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("create the log directory");
     let started = Instant::now();
+    let load_start = loadavg();
     eprintln!(
         "bench: binary {}, logs in {}",
         bin.display(),
@@ -452,7 +462,14 @@ fn main() {
     md.push_str(&webhook);
     md.push_str("\n## Heartbeat\n\n");
     md.push_str(&heartbeat);
-    let _ = writeln!(md, "\nWhole run: {:.0} s.", started.elapsed().as_secs_f64());
+    let _ = writeln!(
+        md,
+        "\nWhole run: {:.0} s. Load average (1, 5, 15 min) at the start: {load_start}; at the end: {} \
+         (on {} cores; anything above ~0.5 is other work on the machine competing with the bench).",
+        started.elapsed().as_secs_f64(),
+        loadavg(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
     println!("{md}");
 
     if quick {

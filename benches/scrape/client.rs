@@ -8,22 +8,23 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// One keep-alive HTTP/1.1 connection to a loopback port.
+/// One keep-alive HTTP/1.1 connection to a loopback port. The body buffer is
+/// kept across requests, so the client does not page-fault a fresh 38 MB
+/// buffer into existence on every scrape.
 pub struct Conn {
     port: u16,
     r: Option<BufReader<TcpStream>>,
-}
-
-/// A response: status and body.
-pub struct Resp {
-    pub status: u16,
-    pub body: Vec<u8>,
+    body: Vec<u8>,
 }
 
 impl Conn {
     /// A connection to `127.0.0.1:port`, opened on first use.
     pub fn new(port: u16) -> Self {
-        Conn { port, r: None }
+        Conn {
+            port,
+            r: None,
+            body: Vec::new(),
+        }
     }
 
     fn stream(&mut self) -> std::io::Result<&mut BufReader<TcpStream>> {
@@ -36,18 +37,24 @@ impl Conn {
         Ok(self.r.as_mut().expect("just set"))
     }
 
-    /// `GET path`; reconnects once if the kept-alive connection was closed.
-    pub fn get(&mut self, path: &str) -> std::io::Result<Resp> {
+    /// The body of the last response.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// `GET path`, returning the status; reconnects once if the kept-alive
+    /// connection was closed.
+    pub fn get(&mut self, path: &str) -> std::io::Result<u16> {
         self.request("GET", path, None)
     }
 
     /// `POST path` with a JSON body.
     #[allow(dead_code)] // for bench_webhook, once the webhook lands
-    pub fn post_json(&mut self, path: &str, body: &[u8]) -> std::io::Result<Resp> {
+    pub fn post_json(&mut self, path: &str, body: &[u8]) -> std::io::Result<u16> {
         self.request("POST", path, Some(body))
     }
 
-    fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Resp> {
+    fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<u16> {
         match self.try_request(method, path, body) {
             Ok(r) => Ok(r),
             Err(_) => {
@@ -62,7 +69,7 @@ impl Conn {
         method: &str,
         path: &str,
         body: Option<&[u8]>,
-    ) -> std::io::Result<Resp> {
+    ) -> std::io::Result<u16> {
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: xentinel-bench\r\n"
         );
@@ -73,10 +80,28 @@ impl Conn {
             ));
         }
         req.push_str("\r\n");
+        let mut out = std::mem::take(&mut self.body);
+        out.clear();
+        let res = self.exchange(&req, body, &mut out);
+        self.body = out;
+        let (status, close) = res?;
+        if close {
+            self.r = None;
+        }
+        Ok(status)
+    }
+
+    /// Sends one request and reads the response into `out`: (status, close).
+    fn exchange(
+        &mut self,
+        req: &str,
+        body: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<(u16, bool)> {
         let r = self.stream()?;
         {
             let s = r.get_mut();
-            let mut msg = req.into_bytes();
+            let mut msg = req.as_bytes().to_vec();
             if let Some(b) = body {
                 msg.extend_from_slice(b);
             }
@@ -111,7 +136,6 @@ impl Conn {
                 }
             }
         }
-        let mut body = Vec::new();
         if chunked {
             loop {
                 line.clear();
@@ -129,24 +153,27 @@ impl Conn {
                     }
                     break;
                 }
-                let at = body.len();
-                body.resize(at + n, 0);
-                r.read_exact(&mut body[at..])?;
+                read_n(r, n, out)?;
                 line.clear();
                 r.read_line(&mut line)?;
             }
         } else if let Some(n) = len {
-            body.resize(n, 0);
-            r.read_exact(&mut body)?;
+            read_n(r, n, out)?;
         } else {
-            r.read_to_end(&mut body)?;
+            r.read_to_end(out)?;
             close = true;
         }
-        if close {
-            self.r = None;
-        }
-        Ok(Resp { status, body })
+        Ok((status, close))
     }
+}
+
+/// Appends exactly `n` bytes from `r` to `out` (no zero-filling first).
+fn read_n(r: &mut BufReader<TcpStream>, n: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let got = r.by_ref().take(n as u64).read_to_end(out)?;
+    if got < n {
+        return Err(bad(format!("body cut short: {got} of {n} bytes")));
+    }
+    Ok(())
 }
 
 fn bad(m: String) -> std::io::Error {
@@ -200,10 +227,8 @@ impl Proc {
                 let l = std::fs::read_to_string(log).unwrap_or_default();
                 panic!("{} exited ({st}) before it was ready:\n{l}", self.name);
             }
-            if let Ok(r) = Conn::new(port).get(path) {
-                if r.status == 200 {
-                    return;
-                }
+            if let Ok(200) = Conn::new(port).get(path) {
+                return;
             }
             if start.elapsed() > limit {
                 let l = std::fs::read_to_string(log).unwrap_or_default();
