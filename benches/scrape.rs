@@ -10,6 +10,7 @@
 //! bench, `target/release/xentinel`), `NODE_EXPORTER` (default:
 //! `/usr/bin/prometheus-node-exporter`), `XENTINEL_BENCH_QUICK=1` (fewer
 //! scrapes, 5 s concurrency: a smoke run that does not write the doc),
+//! `XENTINEL_BENCH_ONLY=renderers` (only the in-process renderer comparison),
 //! `XENTINEL_BENCH_DOC` (where to write the report).
 
 #[path = "scrape/client.rs"]
@@ -24,6 +25,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// Counts allocations, for the renderer comparison.
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
 use client::{Conn, Proc, clk_tck, cpu_ticks, free_port, series_count, status_kib};
 
@@ -358,6 +363,10 @@ fn main() {
         quick,
         conc_secs: if quick { 5 } else { 30 },
     };
+    if std::env::var("XENTINEL_BENCH_ONLY").is_ok_and(|v| v == "renderers") {
+        println!("{}", renderers::compare(1000, 30));
+        return;
+    }
     let tck = clk_tck();
     let bin = xentinel_bin();
     let logs = std::env::temp_dir().join(format!("xentinel-bench-{}", std::process::id()));
