@@ -18,3 +18,4 @@ pub mod render;
 pub mod signals;
 pub mod sim;
 pub mod sources;
+pub mod webconfig;

@@ -42,7 +42,12 @@ fn exporter(xsd: &TestXenstored) -> Exporter {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let router = xentinel::http::router(c, "/metrics", "test");
-        tokio::spawn(xentinel::http::serve(l, router, std::future::pending()));
+        tokio::spawn(xentinel::http::serve(
+            l,
+            router,
+            Default::default(),
+            std::future::pending(),
+        ));
         addr
     });
     Exporter { addr, _rt: rt }
