@@ -21,6 +21,9 @@ use super::{BoxFuture, Source, SourceError};
 use crate::guest::{self, Rejections};
 use crate::model::{Collection, Direction, DomId, DomainMeta, Histogram, WarningKind};
 
+/// The UUID Xen gives dom0.
+pub const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
 /// Requests in flight at once; the client has 32 slots.
 const CONCURRENCY: usize = 8;
 
@@ -292,7 +295,12 @@ async fn read_domain(
         Some(s) => s,
         None => {
             let vm = opt(xs.read(&format!("{home}/vm")).await)?;
-            let uuid = vm.as_deref().and_then(uuid_from_vm_path);
+            // xen-init-dom0 may leave dom0 without a `vm` path; Xen's handle
+            // for dom0 is the all-zero UUID, which is what `xl list -l` shows.
+            let uuid = vm
+                .as_deref()
+                .and_then(uuid_from_vm_path)
+                .or_else(|| (id == 0).then(|| DOM0_UUID.to_string()));
             let static_max = opt(xs.read(&format!("{home}/memory/static-max")).await)?;
             Static {
                 uuid,
