@@ -20,3 +20,5 @@ mod render_reference;
 pub mod signals;
 pub mod sim;
 pub mod sources;
+pub mod stack;
+pub mod webconfig;

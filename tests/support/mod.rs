@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod dashboards;
+pub mod proc;
 pub mod scrape;
 pub mod xenstored;
