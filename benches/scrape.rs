@@ -364,7 +364,11 @@ fn main() {
         conc_secs: if quick { 5 } else { 30 },
     };
     if std::env::var("XENTINEL_BENCH_ONLY").is_ok_and(|v| v == "renderers") {
-        println!("{}", renderers::compare(1000, 30));
+        let n = std::env::var("XENTINEL_BENCH_DOMAINS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        println!("{}", renderers::compare(n, 30));
         return;
     }
     let tck = clk_tck();

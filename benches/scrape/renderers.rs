@@ -778,11 +778,15 @@ mod prom_client {
     }
 }
 
-/// Builds a `domains`-domain snapshot the way the exporter does (sim fill, merge).
-pub fn snapshot(domains: usize) -> Snapshot {
+/// A `domains`-domain simulated host, stepped 5 simulated seconds.
+pub fn source(domains: usize) -> SimSource {
     let mut cl = Cluster::new(ClusterSpec::one_host("xen1", domains), 1).expect("valid spec");
     cl.step(std::time::Duration::from_secs(5));
-    let src = SimSource::new(std::sync::Arc::new(std::sync::Mutex::new(cl)), "xen1");
+    SimSource::new(std::sync::Arc::new(std::sync::Mutex::new(cl)), "xen1")
+}
+
+/// A snapshot of `src` the way the collector builds one (sim fill, merge).
+pub fn snapshot(src: &SimSource) -> Snapshot {
     let mut c = Collection::default();
     src.fill(&mut c).expect("sim fill");
     Snapshot::merge(
@@ -824,8 +828,14 @@ fn time_it(runs: usize, mut f: impl FnMut() -> usize) -> (f64, u64, u64, usize) 
 /// Renders the same `domains`-domain snapshot through each renderer `runs`
 /// times; returns a Markdown table.
 pub fn compare(domains: usize, runs: usize) -> String {
-    let snap = std::sync::Arc::new(snapshot(domains));
+    let src = source(domains);
+    let snap = std::sync::Arc::new(snapshot(&src));
     let mut rows = Vec::new();
+    // For scale: what building the snapshot costs before any renderer runs.
+    rows.push((
+        "(not a renderer: collecting the snapshot, sim fill + merge)",
+        time_it(runs, || snapshot(&src).domains.len()),
+    ));
 
     let mut last = 0;
     rows.push((
@@ -906,6 +916,7 @@ pub fn compare(domains: usize, runs: usize) -> String {
     let mut client = String::new();
     prometheus_client::encoding::text::encode(&mut client, &creg).expect("encode");
     let series = [
+        0,
         count(&ours),
         count(&ours),
         count(&ours),
