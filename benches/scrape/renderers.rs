@@ -800,29 +800,52 @@ pub fn snapshot(src: &SimSource) -> Snapshot {
     )
 }
 
-/// Median time, allocations and bytes allocated per call of `f` over `runs` runs.
-fn time_it(runs: usize, mut f: impl FnMut() -> usize) -> (f64, u64, u64, usize) {
-    let mut times = Vec::with_capacity(runs);
+/// CPU time this thread has run, in ns (`/proc/thread-self/schedstat`):
+/// unlike wall time, it does not count waiting for a CPU on a busy machine.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One renderer's figures: median wall ms, median CPU ms, allocations and
+/// bytes allocated per call, output bytes.
+struct Fig {
+    wall: f64,
+    cpu: f64,
+    allocs: u64,
+    bytes: u64,
+    len: usize,
+}
+
+/// Figures per call of `f` over `runs` runs (after one warm-up).
+fn time_it(runs: usize, mut f: impl FnMut() -> usize) -> Fig {
+    let mut wall = Vec::with_capacity(runs);
+    let mut cpu = Vec::with_capacity(runs);
     let mut allocs = 0;
     let mut bytes = 0;
-    let mut len = 0;
-    len = len.max(f()); // warm-up
+    let mut len = f();
     for _ in 0..runs {
         let reg = stats_alloc::Region::new(crate::GLOBAL);
+        let c0 = thread_cpu_ns();
         let t = Instant::now();
         len = f();
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        wall.push(t.elapsed().as_secs_f64() * 1e3);
+        cpu.push((thread_cpu_ns() - c0) as f64 / 1e6);
         let c = reg.change();
         allocs += (c.allocations + c.reallocations) as u64;
         bytes += c.bytes_allocated as u64;
     }
-    times.sort_by(f64::total_cmp);
-    (
-        times[times.len() / 2],
-        allocs / runs as u64,
-        bytes / runs as u64,
+    wall.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
+    Fig {
+        wall: wall[runs / 2],
+        cpu: cpu[runs / 2],
+        allocs: allocs / runs as u64,
+        bytes: bytes / runs as u64,
         len,
-    )
+    }
 }
 
 /// Renders the same `domains`-domain snapshot through each renderer `runs`
@@ -832,6 +855,14 @@ pub fn compare(domains: usize, runs: usize) -> String {
     let snap = std::sync::Arc::new(snapshot(&src));
     let mut rows = Vec::new();
     // For scale: what building the snapshot costs before any renderer runs.
+    rows.push((
+        "(not a renderer: sim fill alone)",
+        time_it(runs, || {
+            let mut c = Collection::default();
+            src.fill(&mut c).expect("sim fill");
+            c.stats.len()
+        }),
+    ));
     rows.push((
         "(not a renderer: collecting the snapshot, sim fill + merge)",
         time_it(runs, || snapshot(&src).domains.len()),
@@ -917,6 +948,7 @@ pub fn compare(domains: usize, runs: usize) -> String {
     prometheus_client::encoding::text::encode(&mut client, &creg).expect("encode");
     let series = [
         0,
+        0,
         count(&ours),
         count(&ours),
         count(&ours),
@@ -935,12 +967,16 @@ pub fn compare(domains: usize, runs: usize) -> String {
 
     let mut t = format!(
         "{} domains, {} runs each (median).\n\n\
-         | renderer | median ms | allocations per render | bytes allocated per render | output bytes | samples |\n\
-         |---|--:|--:|--:|--:|--:|\n",
+         | renderer | median wall ms | median CPU ms | allocations per render | bytes allocated per render | output bytes | samples |\n\
+         |---|--:|--:|--:|--:|--:|--:|\n",
         domains, runs
     );
-    for ((name, (ms, allocs, bytes, len)), n) in rows.into_iter().zip(series) {
-        let _ = writeln!(t, "| {name} | {ms:.2} | {allocs} | {bytes} | {len} | {n} |");
+    for ((name, f), n) in rows.into_iter().zip(series) {
+        let _ = writeln!(
+            t,
+            "| {name} | {:.2} | {:.2} | {} | {} | {} | {n} |",
+            f.wall, f.cpu, f.allocs, f.bytes, f.len
+        );
     }
     t
 }
