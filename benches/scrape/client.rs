@@ -196,12 +196,21 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Spawns `program args`, stdout and stderr to `log` (a file path).
-    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path) -> Proc {
+    /// Spawns `program args` with `env` added, stdout and stderr to `log`
+    /// (a file path). `MALLOC_ARENA_MAX` is not inherited: only `env` sets it.
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Proc {
         let out = std::fs::File::create(log).expect("create the child's log file");
         let err = out.try_clone().expect("clone the log file");
         let child = Command::new(program)
             .args(args)
+            .env_remove("MALLOC_ARENA_MAX")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -974,8 +974,21 @@ pub fn compare(domains: usize, runs: usize) -> String {
     for ((name, f), n) in rows.into_iter().zip(series) {
         let _ = writeln!(
             t,
-            "| {name} | {:.2} | {:.2} | {} | {} | {} | {n} |",
-            f.wall, f.cpu, f.allocs, f.bytes, f.len
+            "| {name} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            f.wall,
+            f.cpu,
+            f.allocs,
+            f.bytes,
+            if n == 0 {
+                "–".to_string()
+            } else {
+                f.len.to_string()
+            },
+            if n == 0 {
+                "–".to_string()
+            } else {
+                n.to_string()
+            },
         );
     }
     t
