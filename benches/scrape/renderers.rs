@@ -802,6 +802,8 @@ pub fn snapshot(src: &SimSource) -> Snapshot {
 
 /// CPU time this thread has run, in ns (`/proc/thread-self/schedstat`):
 /// unlike wall time, it does not count waiting for a CPU on a busy machine.
+/// The kernel brings it up to date only at scheduler ticks, so it is read
+/// around all the runs together, not around each one.
 fn thread_cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
@@ -809,7 +811,7 @@ fn thread_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// One renderer's figures: median wall ms, median CPU ms, allocations and
+/// One renderer's figures: median wall ms, mean CPU ms, allocations and
 /// bytes allocated per call, output bytes.
 struct Fig {
     wall: f64,
@@ -822,26 +824,24 @@ struct Fig {
 /// Figures per call of `f` over `runs` runs (after one warm-up).
 fn time_it(runs: usize, mut f: impl FnMut() -> usize) -> Fig {
     let mut wall = Vec::with_capacity(runs);
-    let mut cpu = Vec::with_capacity(runs);
     let mut allocs = 0;
     let mut bytes = 0;
     let mut len = f();
+    let c0 = thread_cpu_ns();
     for _ in 0..runs {
         let reg = stats_alloc::Region::new(crate::GLOBAL);
-        let c0 = thread_cpu_ns();
         let t = Instant::now();
         len = f();
         wall.push(t.elapsed().as_secs_f64() * 1e3);
-        cpu.push((thread_cpu_ns() - c0) as f64 / 1e6);
         let c = reg.change();
         allocs += (c.allocations + c.reallocations) as u64;
         bytes += c.bytes_allocated as u64;
     }
+    let cpu = (thread_cpu_ns() - c0) as f64 / 1e6 / runs as f64;
     wall.sort_by(f64::total_cmp);
-    cpu.sort_by(f64::total_cmp);
     Fig {
         wall: wall[runs / 2],
-        cpu: cpu[runs / 2],
+        cpu,
         allocs: allocs / runs as u64,
         bytes: bytes / runs as u64,
         len,
@@ -966,8 +966,9 @@ pub fn compare(domains: usize, runs: usize) -> String {
     }
 
     let mut t = format!(
-        "{} domains, {} runs each (median).\n\n\
-         | renderer | median wall ms | median CPU ms | allocations per render | bytes allocated per render | output bytes | samples |\n\
+        "{} domains, {} runs each; CPU is this thread's, so it leaves out time spent waiting for \
+         a CPU on a busy machine.\n\n\
+         | renderer | median wall ms | mean CPU ms | allocations per render | bytes allocated per render | output bytes | samples |\n\
          |---|--:|--:|--:|--:|--:|--:|\n",
         domains, runs
     );
