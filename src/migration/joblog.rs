@@ -111,6 +111,9 @@ pub struct Job {
     pub reason: String,
     pub resolved: Option<String>,
     pub first_start: Option<String>,
+    /// `first_start` as Unix seconds.
+    #[serde(skip)]
+    pub first_start_unix: Option<f64>,
     pub created: String,
     pub updated: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -449,6 +452,7 @@ impl JobLog {
                 reason: r.get(8)?,
                 resolved: ts(r.get(9)?),
                 first_start: ts(r.get(10)?),
+                first_start_unix: r.get(10)?,
                 created: format_rfc3339(r.get(11)?),
                 updated: format_rfc3339(r.get(12)?),
                 steps: None,

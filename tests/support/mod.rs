@@ -4,4 +4,5 @@
 
 pub mod dashboards;
 pub mod scrape;
+pub mod webhook;
 pub mod xenstored;
