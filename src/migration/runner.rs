@@ -85,22 +85,17 @@ struct Limiter {
 }
 
 impl Limiter {
-    async fn acquire(&self, source: &str, target: &str, max_s: usize, max_t: usize) {
-        loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            {
-                let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-                let s = c.0.get(source).copied().unwrap_or(0);
-                let t = c.1.get(target).copied().unwrap_or(0);
-                if s < max_s.max(1) && t < max_t.max(1) {
-                    *c.0.entry(source.into()).or_default() += 1;
-                    *c.1.entry(target.into()).or_default() += 1;
-                    return;
-                }
-            }
-            freed.await;
+    /// Takes a slot for `source` and `target` if both have one free.
+    fn try_acquire(&self, source: &str, target: &str, max_s: usize, max_t: usize) -> bool {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let s = c.0.get(source).copied().unwrap_or(0);
+        let t = c.1.get(target).copied().unwrap_or(0);
+        if s < max_s.max(1) && t < max_t.max(1) {
+            *c.0.entry(source.into()).or_default() += 1;
+            *c.1.entry(target.into()).or_default() += 1;
+            true
+        } else {
+            false
         }
     }
 
@@ -222,17 +217,57 @@ impl Engine {
             self.db(|l| l.set_job_state(id, "running", &format!("planned from {source}")))?;
             steps = self.db(|l| l.steps(id))?;
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for s in steps {
-            if matches!(s.state.as_str(), "planned" | "claimed" | "running") {
-                let e = self.clone();
-                let starts = job.starts_at_unix;
-                tasks.spawn(async move { e.run_step(s, starts).await });
+        // Steps a previous run left claimed or running: find their domains first.
+        let mut pending = Vec::new();
+        for mut s in steps {
+            match s.state.as_str() {
+                "planned" => pending.push(s),
+                "claimed" | "running" => {
+                    if self.recover_step(&s).await {
+                        s.state = "planned".into();
+                        pending.push(s);
+                    }
+                }
+                _ => {}
             }
         }
-        while let Some(r) = tasks.join_next().await {
-            if let Err(e) = r {
-                log::error!("job {id}: a step task died: {e}");
+        pending.sort_by_key(|s| s.id);
+        // Start steps in plan order as the per-source and per-target limits allow.
+        let mut tasks = tokio::task::JoinSet::new();
+        let st = &self.settings;
+        while !pending.is_empty() || !tasks.is_empty() {
+            let freed = self.limits.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let mut i = 0;
+            while i < pending.len() {
+                let Some(target) = pending[i].target.clone() else {
+                    pending.remove(i);
+                    continue;
+                };
+                let source = pending[i].source.clone();
+                if self
+                    .limits
+                    .try_acquire(&source, &target, st.max_per_source, st.max_per_target)
+                {
+                    let s = pending.remove(i);
+                    let e = self.clone();
+                    let starts = job.starts_at_unix;
+                    tasks.spawn(async move {
+                        e.claimed_step(&s, &target, starts).await;
+                        e.limits.release(&s.source, &target);
+                    });
+                } else {
+                    i += 1;
+                }
+            }
+            tokio::select! {
+                r = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Some(Err(e)) = r {
+                        log::error!("job {id}: a step task died: {e}");
+                    }
+                }
+                _ = &mut freed, if !pending.is_empty() => {}
             }
         }
         self.finish_job(id)
@@ -313,24 +348,6 @@ impl Engine {
         }
         let p = if end.state == "done" { 1.0 } else { 0.0 };
         self.step_event(s, end.state, p, &end.reason);
-    }
-
-    async fn run_step(self: Arc<Self>, mut s: Step, starts_at_unix: f64) {
-        if s.state == "claimed" || s.state == "running" {
-            if !self.recover_step(&s).await {
-                return;
-            }
-            s.state = "planned".into();
-        }
-        let Some(target) = s.target.clone() else {
-            return;
-        };
-        let st = &self.settings;
-        self.limits
-            .acquire(&s.source, &target, st.max_per_source, st.max_per_target)
-            .await;
-        self.claimed_step(&s, &target, starts_at_unix).await;
-        self.limits.release(&s.source, &target);
     }
 
     async fn claimed_step(&self, s: &Step, target: &str, starts_at_unix: f64) {
