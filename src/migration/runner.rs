@@ -222,11 +222,9 @@ impl Engine {
         for mut s in steps {
             match s.state.as_str() {
                 "planned" => pending.push(s),
-                "claimed" | "running" => {
-                    if self.recover_step(&s).await {
-                        s.state = "planned".into();
-                        pending.push(s);
-                    }
+                "claimed" | "running" if self.recover_step(&s).await => {
+                    s.state = "planned".into();
+                    pending.push(s);
                 }
                 _ => {}
             }
