@@ -2,6 +2,7 @@
 //! and only part of it.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod dashboards;
 pub mod scrape;
 pub mod webhook;
