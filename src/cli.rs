@@ -189,6 +189,10 @@ pub struct ExporterArgs {
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
 
+    /// exporter-toolkit web configuration file: TLS and/or basic auth.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Where domain data comes from: `xen` (libxenstat + xenstore, in dom0) or `sim` (a modelled host).
     #[arg(long = "source", value_enum)]
     pub source: Option<SourceKind>,

@@ -91,6 +91,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.speed,
     );
 
+    let sec = crate::webconfig::WebSecurity::default();
     let mut servers = Vec::new();
     let mut targets = Vec::new();
     for (i, host) in hosts.iter().enumerate() {
@@ -106,6 +107,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         servers.push(tokio::spawn(http::serve(
             listener,
             router,
+            sec.clone(),
             signals::shutdown(),
         )));
     }

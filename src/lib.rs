@@ -19,3 +19,5 @@ pub mod render;
 pub mod signals;
 pub mod sim;
 pub mod sources;
+pub mod stack;
+pub mod webconfig;

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod dashboards;
+pub mod proc;
 pub mod scrape;
 pub mod webhook;
 pub mod xenstored;
