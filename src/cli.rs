@@ -101,6 +101,10 @@ pub struct WebhookArgs {
     #[arg(long = "insecure-no-auth", conflicts_with = "token_file")]
     pub insecure_no_auth: bool,
 
+    /// Web configuration (TLS, basic auth) in the Prometheus exporter-toolkit format.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub migration: MigrationArgs,
 }

@@ -197,6 +197,12 @@ pub async fn run_webhook(a: WebhookArgs) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("pass --web.token-file, or --insecure-no-auth explicitly"),
     };
+    let sec = crate::webconfig::load(a.web_config_file.as_deref())?;
+    anyhow::ensure!(
+        !(sec.basic_auth.is_some() && token.is_some()),
+        "--web.config.file sets basic auth and --web.token-file a bearer token: both use the \
+         Authorization header; choose one (basic auth with --insecure-no-auth)"
+    );
     let (router, engine) = start(&a.migration, &cfg, token, None)?;
     let listener = http::bind(&a.listen_address).await?;
     log::info!(
@@ -210,7 +216,7 @@ pub async fn run_webhook(a: WebhookArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    http::serve(listener, router, signals::shutdown()).await
+    http::serve(listener, router, sec, signals::shutdown()).await
 }
 
 fn random_token() -> anyhow::Result<String> {
@@ -249,7 +255,8 @@ pub async fn spawn_for_demo(cluster: SharedCluster, a: &DemoArgs) -> anyhow::Res
         m.db_path.display()
     );
     tokio::spawn(async move {
-        if let Err(e) = http::serve(listener, router, signals::shutdown()).await {
+        let sec = crate::webconfig::WebSecurity::default();
+        if let Err(e) = http::serve(listener, router, sec, signals::shutdown()).await {
             log::error!("webhook: {e}");
         }
     });

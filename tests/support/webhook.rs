@@ -272,7 +272,12 @@ impl Webhook {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap().to_string();
             let router = receiver::router(rx, spec.body_limit);
-            tokio::spawn(xentinel::http::serve(l, router, std::future::pending()));
+            tokio::spawn(xentinel::http::serve(
+                l,
+                router,
+                xentinel::webconfig::WebSecurity::default(),
+                std::future::pending(),
+            ));
             addr
         });
         Webhook {
