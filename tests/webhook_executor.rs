@@ -248,3 +248,51 @@ fn evacuate_cli_prints_json_lines_and_moves_every_domain() {
     assert!(!ok);
     assert!(err.contains("unknown host \"xen7\""), "{err}");
 }
+
+#[test]
+fn systemd_unit_evacuates_on_stop_before_xen_stops() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/systemd/xentinel-evacuate.service"
+    ))
+    .unwrap();
+    let value = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(value("Type"), ["oneshot"]);
+    assert_eq!(value("RemainAfterExit"), ["yes"]);
+    let stop = value("ExecStop");
+    assert_eq!(stop.len(), 1);
+    assert!(
+        stop[0].starts_with("/usr/local/bin/xentinel evacuate --host %H"),
+        "{stop:?}"
+    );
+    // Stop order is the reverse of start order: After= xen units means stopping before them.
+    let after = value("After").join(" ");
+    for u in ["xen.service", "xendomains.service"] {
+        assert!(
+            after.split_whitespace().any(|a| a == u),
+            "After= lacks {u}: {after}"
+        );
+    }
+    assert!(
+        value("Before").is_empty(),
+        "Before= would reverse the stop order"
+    );
+    let timeout = value("TimeoutStopSec");
+    assert_eq!(timeout.len(), 1);
+    let t = xentinel::config::parse_duration(&timeout[0].replace("min", "m")).unwrap();
+    assert!(
+        t >= Duration::from_secs(600),
+        "TimeoutStopSec too short: {t:?}"
+    );
+    // The flags the unit relies on exist.
+    let (ok, out, _) = xentinel(&["evacuate", "--help"]);
+    assert!(
+        ok && out.contains("--host") && out.contains("--prometheus.url"),
+        "{out}"
+    );
+}

@@ -53,7 +53,12 @@ fn post_to_first_migration_start_latency() {
     for i in 0..ALERTS {
         let body = payload(
             "firing",
-            vec![alert(&format!("fp{i}"), "firing", &format!("h{i}"), "2024-01-01T00:00:00Z")],
+            vec![alert(
+                &format!("fp{i}"),
+                "firing",
+                &format!("h{i}"),
+                "2024-01-01T00:00:00Z",
+            )],
         );
         let t0 = unix();
         let (code, v) = wh.post(&body);
@@ -76,12 +81,19 @@ fn post_to_first_migration_start_latency() {
         "webhook latency over {ALERTS} alerts (sim executor, SQLite synchronous=FULL, {} build):\n  \
          POST sent -> first migration start: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n  \
          POST round trip (200 OK):           p50 {:.2} ms, p99 {:.2} ms",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99),
         pct(&mut lat, 1.0),
         pct(&mut http, 0.5),
         pct(&mut http, 0.99),
     );
-    assert_eq!(wh.metric("xentinel_alert_to_migration_start_seconds_count"), ALERTS as f64);
+    assert_eq!(
+        wh.metric("xentinel_alert_to_migration_start_seconds_count"),
+        ALERTS as f64
+    );
 }

@@ -315,7 +315,16 @@ impl Engine {
         let unplaced = plan.iter().filter(|s| s.target.is_err()).count();
         self.metrics.unplaced.inc_by(unplaced as u64);
         self.db(|l| l.add_steps(id, &plan))?;
-        self.metrics.started.inc();
+        if self.settings.dry_run {
+            for p in &plan {
+                match &p.target {
+                    Ok(t) => log::info!("job {id}: dry run: {} {host} -> {t}", p.domain),
+                    Err(r) => log::info!("job {id}: dry run: {} stays: {r}", p.domain),
+                }
+            }
+        } else {
+            self.metrics.started.inc();
+        }
         self.emit(Event::Planned {
             job: id,
             source: host.into(),
@@ -341,6 +350,15 @@ impl Engine {
     }
 
     fn end_step(&self, s: &Step, end: StepEnd) {
+        if end.state != "done" || !end.reason.is_empty() {
+            log::info!(
+                "step {} ({}): {}: {}",
+                s.id,
+                s.domain,
+                end.state,
+                end.reason
+            );
+        }
         if let Err(e) = self.db(|l| l.finish_step(s.id, &end)) {
             log::error!("step {} ({}): {e}", s.id, s.domain);
         }
@@ -450,6 +468,12 @@ impl Engine {
             ..Default::default()
         };
         let ex = &self.executor;
+        log::info!(
+            "step {} ({}): left {} by a previous run; locating it",
+            s.id,
+            s.domain,
+            s.state
+        );
         if ex.locates_any_host() {
             match ex.is_on(&s.domain, &target).await {
                 Ok(true) => {
