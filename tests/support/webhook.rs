@@ -225,6 +225,8 @@ pub struct WebhookSpec {
     pub settings: Settings,
     pub db: PathBuf,
     pub body_limit: usize,
+    /// A static known-hosts list instead of the inventory's.
+    pub hosts: Option<Vec<String>>,
 }
 
 impl WebhookSpec {
@@ -240,6 +242,7 @@ impl WebhookSpec {
             settings: Settings::default(),
             db: dir.join("jobs.sqlite"),
             body_limit: receiver::DEFAULT_BODY_LIMIT,
+            hosts: None,
         }
     }
 }
@@ -267,7 +270,10 @@ impl Webhook {
             let rx = Arc::new(Receiver {
                 engine: engine.clone(),
                 token: spec.token.map(String::into_bytes),
-                hosts: KnownHosts::Inventory(spec.inventory),
+                hosts: match spec.hosts {
+                    Some(h) => KnownHosts::Static(h),
+                    None => KnownHosts::Inventory(spec.inventory),
+                },
             });
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = l.local_addr().unwrap().to_string();
@@ -351,7 +357,17 @@ pub struct FakeProm {
 impl FakeProm {
     /// Serves `hosts` (name, free bytes) and `domains` (name, host, bytes) until the process ends.
     pub fn start(hosts: Vec<(String, u64)>, domains: Vec<(String, String, u64)>) -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(0, hosts, domains, vec![])
+    }
+
+    /// The same on a given port (0: any).
+    pub fn start_on(
+        port: u16,
+        hosts: Vec<(String, u64)>,
+        domains: Vec<(String, String, u64)>,
+        warned: Vec<String>,
+    ) -> Self {
+        let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         std::thread::spawn(move || {
             for s in l.incoming() {
@@ -380,7 +396,10 @@ impl FakeProm {
                 } else if q.contains("xentinel_host_warning") {
                     hosts
                         .iter()
-                        .map(|(h, _)| sample(json!({"host": h}), 0.0))
+                        .map(|(h, _)| {
+                            let on = warned.contains(h);
+                            sample(json!({"host": h}), if on { 1.0 } else { 0.0 })
+                        })
                         .collect()
                 } else if q == "xen_domain_memory_bytes" {
                     domains
