@@ -47,7 +47,12 @@ pub async fn run(a: EvacuateArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("a job with this identity exists already"))?;
     let only = (!a.to.is_empty()).then(|| a.to.clone());
     let runner = tokio::spawn(engine.clone().run_job(id, only));
-    let mut view = Display::new(std::io::stdout().is_terminal());
+    let tty = std::io::stdout().is_terminal();
+    if tty && log::max_level() == log::LevelFilter::Info {
+        // Info lines would scroll through the bars; the bars say the same.
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let mut view = Display::new(tty);
     while let Some(e) = rx.recv().await {
         let last = matches!(e, Event::Finished { .. });
         view.show(&e);
