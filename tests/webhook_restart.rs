@@ -170,3 +170,104 @@ fn sigkill_mid_step_then_restart_migrates_each_domain_once() {
         assert_ne!(at.trim(), "xen1", "{d} still on xen1");
     }
 }
+
+/// The narrowest window: xentinel died after spawning the child but before
+/// recording its pid (the step is `claimed`, no pid). Recovery finds the child
+/// by the step's stderr file, waits for it, and does not migrate again.
+#[test]
+fn a_child_whose_pid_was_never_recorded_is_still_awaited() {
+    use xentinel::migration::executor::{CommandExecutor, Executor, stderr_path};
+    use xentinel::migration::joblog::{Claim, JobLog, NewJob, NewStep};
+
+    let dir = temp_dir("nopid");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let log = dir.join("migrated.log");
+    let migrate = script(
+        &dir.join("migrate.sh"),
+        &format!(
+            "echo \"$1\" >> {log}\nsleep 1.5\necho \"$3\" > {state}/$1",
+            log = log.display(),
+            state = state.display()
+        ),
+    );
+    let locate = script(
+        &dir.join("locate.sh"),
+        &format!(
+            "at=$(cat {state}/$1 2>/dev/null || echo xen1)\n[ \"$at\" = \"$2\" ]",
+            state = state.display()
+        ),
+    );
+    let db = dir.join("jobs.sqlite");
+    let steps_dir = dir.join("steps");
+    // The previous run: job planned, d1's step claimed, its child spawned, then death.
+    let step_id = {
+        let mut l = JobLog::open(&db).unwrap();
+        let job = l
+            .insert_job(&NewJob {
+                fingerprint: "nopid".into(),
+                starts_at: "2024-01-01T00:00:00Z".into(),
+                starts_at_unix: 1_704_067_200.0,
+                host: "xen1".into(),
+                origin: "alert".into(),
+                dry_run: false,
+            })
+            .unwrap()
+            .unwrap();
+        l.add_steps(
+            job,
+            &[NewStep {
+                domain: "d1".into(),
+                source: "xen1".into(),
+                memory_bytes: GIB,
+                target: Ok("xen2".into()),
+            }],
+        )
+        .unwrap();
+        l.set_job_state(job, "running", "planned").unwrap();
+        let step = l.steps(job).unwrap()[0].id;
+        assert_eq!(l.claim(step).unwrap(), Claim::Claimed);
+        step
+    };
+    std::fs::create_dir_all(&steps_dir).unwrap();
+    let err = std::fs::File::create(stderr_path(&steps_dir, step_id)).unwrap();
+    let mut orphan = Command::new(&migrate)
+        .args(["d1", "xen1", "xen2"])
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    wait_for("the orphan to start", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).ok().filter(|l| !l.is_empty())
+    });
+
+    let st = support::webhook::Stepper::new(xentinel::sim::Cluster::default_demo(1), 0.0);
+    let mut spec = support::webhook::WebhookSpec::sim(&st.cluster, &dir);
+    spec.db = db;
+    spec.executor = Executor::Command(CommandExecutor {
+        command: vec![
+            migrate.display().to_string(),
+            "{domain}".into(),
+            "{source}".into(),
+            "{target}".into(),
+        ],
+        locate: vec![
+            locate.display().to_string(),
+            "{domain}".into(),
+            "{host}".into(),
+        ],
+        timeout: Duration::from_secs(30),
+        state_dir: steps_dir,
+    });
+    let wh = support::webhook::Webhook::start(spec);
+    let job = wh.wait_job(1, Duration::from_secs(20));
+    orphan.wait().unwrap();
+    assert_eq!(job["state"], "done", "{job:#}");
+    let step = &job["steps"][0];
+    assert_eq!(step["state"], "done", "{step:#}");
+    assert_eq!(step["reason"], "found on xen2 after a restart", "{step:#}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "d1\n",
+        "d1 was migrated twice"
+    );
+}

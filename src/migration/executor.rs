@@ -175,7 +175,7 @@ impl Executor {
                 );
                 std::fs::create_dir_all(&c.state_dir)
                     .map_err(|e| format!("cannot create {}: {e}", c.state_dir.display()))?;
-                let stderr_path = c.state_dir.join(format!("step-{}.stderr", s.id));
+                let stderr_path = stderr_path(&c.state_dir, s.id);
                 let f = std::fs::File::create(&stderr_path)
                     .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
                 let mut cmd = tokio::process::Command::new(&argv[0]);
@@ -330,6 +330,20 @@ pub async fn kill_group(pid: u32) {
         .await;
 }
 
+/// Kills one process.
+pub async fn kill_pid(pid: u32) {
+    if pid == 0 {
+        return;
+    }
+    let _ = tokio::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+}
+
 /// Reads the last [`STDERR_TAIL`] bytes of a step's stderr file and removes it.
 pub fn take_tail(path: &Path) -> String {
     let data = std::fs::read(path).unwrap_or_default();
@@ -348,6 +362,28 @@ pub fn proc_start_time(pid: u32) -> Option<String> {
         return None;
     }
     fields.get(19).map(|s| s.to_string())
+}
+
+/// Pids of the live processes whose stderr is `path` (a step's children,
+/// found even when xentinel died before recording their pid).
+pub fn stderr_holders(path: &Path) -> Vec<u32> {
+    let Ok(want) = std::fs::canonicalize(path) else {
+        return vec![];
+    };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/fd/2")).is_ok_and(|l| l == want)
+                && proc_start_time(*pid).is_some()
+        })
+        .collect()
+}
+
+/// The stderr file of step `id` under `state_dir`.
+pub fn stderr_path(state_dir: &Path, id: i64) -> PathBuf {
+    state_dir.join(format!("step-{id}.stderr"))
 }
 
 /// True while the process that had `pid` and `start` is still running.
@@ -391,6 +427,24 @@ mod tests {
         for bad in ["", "h1; touch /tmp/x", "-rf", "a b", "$(x)", "a`b`", "a\nb"] {
             assert!(!safe_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn children_are_found_by_their_stderr_file() {
+        let dir = std::env::temp_dir().join(format!("xentinel-holders-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = stderr_path(&dir, 7);
+        let f = std::fs::File::create(&p).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        assert_eq!(stderr_holders(&p), [child.id()]);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(stderr_holders(&p).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -440,26 +440,46 @@ impl Engine {
     /// A step a previous run left claimed or running: wait for its orphaned
     /// child, then find the domain. True when it should run (again).
     async fn recover_step(&self, s: &Step) -> bool {
-        if let (Some(pid), Some(start)) = (s.pid, s.pid_start.as_deref()) {
-            let t0 = std::time::Instant::now();
-            while executor::still_running(pid, start) {
-                if t0.elapsed() > self.executor.timeout() {
-                    log::warn!(
-                        "step {}: orphaned migration pid {pid} timed out; killing",
-                        s.id
-                    );
-                    executor::kill_group(pid).await;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        let tail = match &self.executor {
-            Executor::Command(c) => {
-                executor::take_tail(&c.state_dir.join(format!("step-{}.stderr", s.id)))
-            }
-            Executor::Sim { .. } => String::new(),
+        // Wait for the previous run's child: by recorded pid, or (if it died
+        // before recording one) by the processes holding the step's stderr file.
+        let stderr = match &self.executor {
+            Executor::Command(c) => Some(executor::stderr_path(&c.state_dir, s.id)),
+            Executor::Sim { .. } => None,
         };
+        let alive = || {
+            let by_pid = match (s.pid, s.pid_start.as_deref()) {
+                (Some(pid), Some(start)) if executor::still_running(pid, start) => vec![pid],
+                _ => vec![],
+            };
+            let by_file = stderr
+                .as_deref()
+                .map(executor::stderr_holders)
+                .unwrap_or_default();
+            [by_pid, by_file].concat()
+        };
+        let t0 = std::time::Instant::now();
+        loop {
+            let pids = alive();
+            if pids.is_empty() {
+                break;
+            }
+            if t0.elapsed() > self.executor.timeout() {
+                log::warn!(
+                    "step {}: orphaned migration {pids:?} timed out; killing",
+                    s.id
+                );
+                for p in pids {
+                    executor::kill_group(p).await;
+                    executor::kill_pid(p).await;
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let tail = stderr
+            .as_deref()
+            .map(executor::take_tail)
+            .unwrap_or_default();
         let target = s.target.clone().unwrap_or_default();
         let end = |state, reason: String| StepEnd {
             state,
