@@ -2,7 +2,9 @@
 //! and only part of it.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod dashboards;
 pub mod proc;
 pub mod scrape;
+pub mod webhook;
 pub mod xenstored;
