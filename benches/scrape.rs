@@ -10,7 +10,7 @@
 //! bench, `target/release/xentinel`), `NODE_EXPORTER` (default:
 //! `/usr/bin/prometheus-node-exporter`), `XENTINEL_BENCH_QUICK=1` (fewer
 //! scrapes, 5 s concurrency: a smoke run that does not write the doc),
-//! `XENTINEL_BENCH_ONLY=renderers` (only the in-process renderer comparison),
+//! `XENTINEL_BENCH_ONLY=renderers|webhook|heartbeat` (only that part),
 //! `XENTINEL_BENCH_DOC` (where to write the report).
 
 #[path = "scrape/client.rs"]
@@ -446,6 +446,11 @@ fn main() {
     let bin = xentinel_bin();
     let logs = std::env::temp_dir().join(format!("xentinel-bench-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("create the log directory");
+    match std::env::var("XENTINEL_BENCH_ONLY").as_deref() {
+        Ok("webhook") => return println!("{}", extra::bench_webhook(&bin, &logs)),
+        Ok("heartbeat") => return println!("{}", extra::bench_heartbeat(&bin, &logs)),
+        _ => {}
+    }
     let started = Instant::now();
     let load_start = loadavg();
     eprintln!(

@@ -49,7 +49,6 @@ impl Conn {
     }
 
     /// `POST path` with a JSON body.
-    #[allow(dead_code)] // for bench_webhook, once the webhook lands
     pub fn post_json(&mut self, path: &str, body: &[u8]) -> std::io::Result<u16> {
         self.request("POST", path, Some(body))
     }
