@@ -32,6 +32,9 @@ static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INST
 
 use client::{Conn, Proc, clk_tck, cpu_ticks, free_port, series_count, status_kib};
 
+/// Everything from this line on in `docs/benchmarks.md` is kept across runs.
+const NOTES_MARKER: &str = "<!-- notes: kept when the bench rewrites the figures above -->";
+
 /// What one target measured over a series of sequential scrapes.
 struct ScrapeRow {
     target: String,
@@ -605,6 +608,11 @@ fn main() {
          Machine:\n\n{}\n{md}",
         machine()
     );
-    std::fs::write(&doc, full).expect("write docs/benchmarks.md");
+    // Hand-written notes after the marker survive a new run.
+    let notes = std::fs::read_to_string(&doc)
+        .ok()
+        .and_then(|old| old.find(NOTES_MARKER).map(|i| old[i..].to_string()))
+        .unwrap_or_else(|| format!("{NOTES_MARKER}\n"));
+    std::fs::write(&doc, format!("{full}\n{notes}")).expect("write docs/benchmarks.md");
     eprintln!("bench: wrote {}", doc.display());
 }

@@ -229,18 +229,39 @@ impl Proc {
     /// Waits until `GET path` answers 200 (at most `limit`); panics with the
     /// child's log when it exits or never answers.
     pub fn wait_ready(&mut self, port: u16, path: &str, limit: Duration, log: &Path) {
+        if let Err(e) = self.try_ready(port, path, limit, log) {
+            panic!("{e}");
+        }
+    }
+
+    /// Like [`Proc::wait_ready`], returning the failure with the child's log.
+    pub fn try_ready(
+        &mut self,
+        port: u16,
+        path: &str,
+        limit: Duration,
+        log: &Path,
+    ) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
                 let l = std::fs::read_to_string(log).unwrap_or_default();
-                panic!("{} exited ({st}) before it was ready:\n{l}", self.name);
+                return Err(format!(
+                    "{} exited ({st}) before it was ready: {}",
+                    self.name,
+                    l.trim()
+                ));
             }
             if let Ok(200) = Conn::new(port).get(path) {
-                return;
+                return Ok(());
             }
             if start.elapsed() > limit {
                 let l = std::fs::read_to_string(log).unwrap_or_default();
-                panic!("{} not ready after {limit:?}:\n{l}", self.name);
+                return Err(format!(
+                    "{} not ready after {limit:?}: {}",
+                    self.name,
+                    l.trim()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use xentinel::migration::joblog::JobLog;
 use xentinel::sim::ClusterSpec;
 
-use crate::client::{Conn, Proc, free_port};
+use crate::client::{Conn, Proc, clk_tck, cpu_ticks, free_port, status_kib};
 
 /// True when `xentinel <args>` succeeds and its output contains `needle`.
 fn binary_has(bin: &Path, args: &[&str], needle: &str) -> bool {
@@ -327,12 +327,189 @@ pub fn bench_webhook(bin: &Path, logs: &Path) -> String {
     out
 }
 
+/// Peers of the measured heartbeat node.
+const HB_PEERS: usize = 16;
+/// Seconds of the heartbeat CPU measurement.
+const HB_SECS: u64 = 10;
+
+/// A free loopback UDP port.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind a loopback UDP port")
+}
+
+/// Sum of the samples of `family` (any labels) in a text exposition body.
+fn metric_sum(body: &[u8], family: &str) -> f64 {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Heartbeat: CPU per second at a 10 ms interval with 16 peers on loopback.
-pub fn bench_heartbeat(bin: &Path, _logs: &Path) -> String {
+///
+/// Starts 18 exporters with `--source none` (no domain data): the measured
+/// node with 16 peers, the 16 peers (each with the measured node as its one
+/// peer, so it also answers 1,600 pings/s), and a baseline node with no
+/// heartbeat; all HMAC-authenticated. Measures both nodes' CPU over the
+/// same seconds.
+pub fn bench_heartbeat(bin: &Path, logs: &Path) -> String {
     if !binary_has(bin, &["exporter", "--help"], "heartbeat") {
         return "not measured: `xentinel exporter --help` has no heartbeat flags yet \
                 (the mesh is being written on branch `heartbeat`).\n"
             .into();
     }
-    "not measured: heartbeat flags exist but this bench does not drive them yet.\n".into()
+    match heartbeat_run(bin, logs) {
+        Ok(s) => s,
+        Err(e) => format!("not measured: {e}\n"),
+    }
+}
+
+fn heartbeat_run(bin: &Path, logs: &Path) -> Result<String, String> {
+    let key = logs.join("heartbeat.key");
+    std::fs::write(&key, "bench-key-0123456789abcdef0123456789\n").map_err(|e| e.to_string())?;
+    let cfg = logs.join("heartbeat.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "heartbeat:\n  interval: 10ms\n  key_file: {}\n",
+            key.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let udp: Vec<u16> = (0..=HB_PEERS).map(|_| free_udp_port()).collect();
+    let node = |name: &str, http: u16, udp_port: Option<u16>, peers: &[(String, u16)]| {
+        let mut a: Vec<String> = [
+            "--log.level",
+            "warn",
+            "exporter",
+            "--source",
+            "none",
+            "--config.file",
+            &cfg.display().to_string(),
+            "--web.listen-address",
+            &format!("127.0.0.1:{http}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(u) = udp_port {
+            a.push("--heartbeat.name".into());
+            a.push(name.into());
+            a.push("--heartbeat.listen-address".into());
+            a.push(format!("127.0.0.1:{u}"));
+        }
+        for (n, p) in peers {
+            a.push("--heartbeat.peer".into());
+            a.push(format!("{n}=127.0.0.1:{p}"));
+        }
+        a
+    };
+    let names: Vec<String> = (1..=HB_PEERS).map(|i| format!("p{i}")).collect();
+    let peers: Vec<(String, u16)> = names
+        .iter()
+        .cloned()
+        .zip(udp[1..].iter().copied())
+        .collect();
+    let mut procs = Vec::new();
+    for (i, (n, u)) in peers.iter().enumerate() {
+        let http = free_port();
+        let log = logs.join(format!("heartbeat-{n}.log"));
+        let args = node(n, http, Some(*u), &[("n0".into(), udp[0])]);
+        let mut p = Proc::spawn(&format!("heartbeat peer {i}"), bin, &args, &[], &log);
+        p.try_ready(http, "/-/healthy", Duration::from_secs(20), &log)?;
+        procs.push(p);
+    }
+    let http0 = free_port();
+    let log0 = logs.join("heartbeat-n0.log");
+    let mut n0 = Proc::spawn(
+        "heartbeat node",
+        bin,
+        &node("n0", http0, Some(udp[0]), &peers),
+        &[],
+        &log0,
+    );
+    n0.try_ready(http0, "/-/healthy", Duration::from_secs(20), &log0)?;
+    let httpb = free_port();
+    let logb = logs.join("heartbeat-baseline.log");
+    let mut base = Proc::spawn(
+        "baseline node",
+        bin,
+        &node("b", httpb, None, &[]),
+        &[],
+        &logb,
+    );
+    base.try_ready(httpb, "/-/healthy", Duration::from_secs(20), &logb)?;
+
+    // Every peer up before measuring.
+    let mut c = Conn::new(http0);
+    let start = Instant::now();
+    loop {
+        let _ = c.get("/metrics");
+        let up = metric_sum(c.body(), "xentinel_heartbeat_peer_up");
+        if up >= HB_PEERS as f64 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            return Err(format!(
+                "only {up} of {HB_PEERS} heartbeat peers up after 15 s (logs in {})",
+                logs.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = c.get("/metrics");
+    let sent0 = metric_sum(c.body(), "xentinel_heartbeat_sent_total");
+    let recv0 = metric_sum(c.body(), "xentinel_heartbeat_received_total");
+    let lost0 = metric_sum(c.body(), "xentinel_heartbeat_lost_total");
+    let tck = clk_tck();
+    let (c0, b0) = (cpu_ticks(n0.pid()), cpu_ticks(base.pid()));
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(HB_SECS));
+    let secs = t0.elapsed().as_secs_f64();
+    let (c1, b1) = (cpu_ticks(n0.pid()), cpu_ticks(base.pid()));
+    let _ = c.get("/metrics");
+    let sent = metric_sum(c.body(), "xentinel_heartbeat_sent_total") - sent0;
+    let recv = metric_sum(c.body(), "xentinel_heartbeat_received_total") - recv0;
+    let lost = metric_sum(c.body(), "xentinel_heartbeat_lost_total") - lost0;
+    let rss = status_kib(n0.pid(), "VmRSS");
+    drop((n0, base, procs));
+
+    let ms_per_s = |a: u64, b: u64| (b - a) as f64 * 1e3 / tck as f64 / secs;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "One exporter (`--source none`) pinging {HB_PEERS} peers every 10 ms over loopback UDP \
+         with HMAC-SHA256, its peers pinging it back, for {secs:.0} s.\n"
+    );
+    out.push_str("| measure | value |\n|---|--:|\n");
+    let _ = writeln!(
+        out,
+        "| CPU of the heartbeat node | {:.1} ms/s |",
+        ms_per_s(c0, c1)
+    );
+    let _ = writeln!(
+        out,
+        "| CPU of the same exporter without heartbeat | {:.1} ms/s |",
+        ms_per_s(b0, b1)
+    );
+    let _ = writeln!(out, "| pings sent by the node | {:.0} /s |", sent / secs);
+    let _ = writeln!(
+        out,
+        "| answers received by the node | {:.0} /s |",
+        recv / secs
+    );
+    let _ = writeln!(out, "| counted lost | {lost:.0} |");
+    let _ = writeln!(
+        out,
+        "| RSS of the heartbeat node | {:.1} MiB |",
+        rss as f64 / 1024.0
+    );
+    Ok(out)
 }
