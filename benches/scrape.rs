@@ -103,54 +103,67 @@ struct Target<'a> {
     port: u16,
 }
 
-/// `n` sequential scrapes of `/metrics` after `warm` unmeasured ones.
-fn measure(t: &Target, n: usize, warm: usize, tck: u64) -> ScrapeRow {
-    let Target {
-        name: target,
-        domains,
-        pid,
-        port,
-    } = *t;
+/// `n` sequential scrapes of `/metrics` per target after `warm` unmeasured
+/// ones. With several targets the scrapes alternate (a, b, a, b, ...), so
+/// every target sees the same load from whatever else runs on the machine.
+fn measure(ts: &[Target], n: usize, warm: usize, tck: u64) -> Vec<ScrapeRow> {
     let path = "/metrics";
-    let mut c = Conn::new(port);
-    let mut bytes = 0;
-    let mut series = 0;
+    let mut conns: Vec<Conn> = ts.iter().map(|t| Conn::new(t.port)).collect();
+    let mut bytes = vec![0; ts.len()];
+    let mut series = vec![0; ts.len()];
     for _ in 0..warm {
-        let st = c.get(path).expect("warm-up scrape");
-        assert_eq!(st, 200, "{target}: warm-up scrape status");
-        bytes = c.body().len();
-        series = series_count(c.body());
+        for (i, (t, c)) in ts.iter().zip(&mut conns).enumerate() {
+            let st = c.get(path).expect("warm-up scrape");
+            assert_eq!(st, 200, "{}: warm-up scrape status", t.name);
+            bytes[i] = c.body().len();
+            series[i] = series_count(c.body());
+        }
     }
     // Background cost (the simulator's stepper, node_exporter's idle) over 1 s.
-    let t0 = cpu_ticks(pid);
+    let t0: Vec<u64> = ts.iter().map(|t| cpu_ticks(t.pid)).collect();
     std::thread::sleep(Duration::from_secs(1));
-    let idle = (cpu_ticks(pid) - t0) as f64 * 1e3 / tck as f64;
-    let mut times = Vec::with_capacity(n);
-    let c0 = cpu_ticks(pid);
+    let idle: Vec<f64> = ts
+        .iter()
+        .zip(&t0)
+        .map(|(t, c)| (cpu_ticks(t.pid) - c) as f64 * 1e3 / tck as f64)
+        .collect();
+    let mut times = vec![Vec::with_capacity(n); ts.len()];
+    let c0: Vec<u64> = ts.iter().map(|t| cpu_ticks(t.pid)).collect();
     for _ in 0..n {
-        let start = Instant::now();
-        let st = c.get(path).expect("scrape");
-        times.push(ms(start.elapsed()));
-        assert_eq!(st, 200, "{target}: scrape status");
-        bytes = c.body().len();
-        series = series_count(c.body());
+        for (i, (t, c)) in ts.iter().zip(&mut conns).enumerate() {
+            let start = Instant::now();
+            let st = c.get(path).expect("scrape");
+            times[i].push(ms(start.elapsed()));
+            assert_eq!(st, 200, "{}: scrape status", t.name);
+            bytes[i] = c.body().len();
+        }
     }
-    let cpu = (cpu_ticks(pid) - c0) as f64 * 1e3 / tck as f64 / n as f64;
-    times.sort_by(f64::total_cmp);
-    ScrapeRow {
-        target: target.into(),
-        domains,
-        scrapes: n,
-        min_ms: times[0],
-        median_ms: percentile(&times, 0.5),
-        p99_ms: percentile(&times, 0.99),
-        bytes,
-        series,
-        rss_kib: status_kib(pid, "VmRSS"),
-        hwm_kib: status_kib(pid, "VmHWM"),
-        cpu_ms_per_scrape: cpu,
-        idle_cpu_ms_per_s: idle,
-    }
+    let cpu: Vec<f64> = ts
+        .iter()
+        .zip(&c0)
+        .map(|(t, c)| (cpu_ticks(t.pid) - c) as f64 * 1e3 / tck as f64 / n as f64)
+        .collect();
+    ts.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let times = &mut times[i];
+            times.sort_by(f64::total_cmp);
+            ScrapeRow {
+                target: t.name.into(),
+                domains: t.domains,
+                scrapes: n,
+                min_ms: times[0],
+                median_ms: percentile(times, 0.5),
+                p99_ms: percentile(times, 0.99),
+                bytes: bytes[i],
+                series: series[i],
+                rss_kib: status_kib(t.pid, "VmRSS"),
+                hwm_kib: status_kib(t.pid, "VmHWM"),
+                cpu_ms_per_scrape: cpu[i],
+                idle_cpu_ms_per_s: idle[i],
+            }
+        })
+        .collect()
 }
 
 /// `threads` scrapers hammering `path` for `secs`.
@@ -462,6 +475,28 @@ fn main() {
         logs.display()
     );
 
+    // node_exporter runs from the start; it is scraped alternately with
+    // xentinel at 1,000 domains.
+    let node_bin = node_exporter_bin();
+    let node = node_bin.as_ref().map(|b| {
+        let port = free_port();
+        let log = logs.join("node_exporter.log");
+        let args = vec![
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--no-collector.systemd".to_string(),
+        ];
+        let mut p = Proc::spawn("node_exporter", b, &args, &[], &log);
+        p.wait_ready(port, "/metrics", Duration::from_secs(30), &log);
+        (p, port)
+    });
+    let node_note = match &node_bin {
+        Some(b) => cmd_out(&b.display().to_string(), &["--version"]),
+        None => "not measured: node_exporter is not installed \
+                 (apt-get install -y prometheus-node-exporter)"
+            .into(),
+    };
+    let mut node_row = None;
+
     let mut rows = Vec::new();
     let mut conc = Vec::new();
     // The last run repeats 10,000 domains with glibc malloc limited to one
@@ -487,8 +522,21 @@ fn main() {
             pid: p.pid(),
             port,
         };
-        let row = measure(&t, k, warm, tck);
-        rows.push(row);
+        match (&node, n == 1000 && env.is_empty()) {
+            (Some((np, nport)), true) => {
+                eprintln!("bench: ... alternating with node_exporter");
+                let nt = Target {
+                    name: "node_exporter",
+                    domains: None,
+                    pid: np.pid(),
+                    port: *nport,
+                };
+                let mut r = measure(&[t, nt], k, warm, tck);
+                node_row = r.pop();
+                rows.extend(r);
+            }
+            _ => rows.extend(measure(&[t], k, warm, tck)),
+        }
         if n == 1000 && env.is_empty() {
             eprintln!(
                 "bench: 20 concurrent scrapers for {} s at {n} domains",
@@ -503,38 +551,9 @@ fn main() {
         drop(p);
     }
 
-    let node = node_exporter_bin();
-    let node_note = match &node {
-        Some(bin) => {
-            let port = free_port();
-            let log = logs.join("node_exporter.log");
-            let args = vec![
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--no-collector.systemd".to_string(),
-            ];
-            let mut p = Proc::spawn("node_exporter", bin, &args, &[], &log);
-            p.wait_ready(port, "/metrics", Duration::from_secs(30), &log);
-            eprintln!("bench: node_exporter, 200 scrapes");
-            let (k, warm) = set.scrapes(0);
-            rows.push(measure(
-                &Target {
-                    name: "node_exporter",
-                    domains: None,
-                    pid: p.pid(),
-                    port,
-                },
-                k,
-                warm,
-                tck,
-            ));
-            cmd_out(&bin.display().to_string(), &["--version"])
-        }
-        None => "not measured: node_exporter is not installed \
-                 (apt-get install -y prometheus-node-exporter)"
-            .into(),
-    };
-
     eprintln!("bench: renderers in-process");
+    drop(node);
+    rows.extend(node_row);
     let rend = renderers::compare(1000, if quick { 5 } else { 30 });
     let webhook = extra::bench_webhook(&bin, &logs);
     let heartbeat = extra::bench_heartbeat(&bin, &logs);
@@ -600,7 +619,8 @@ fn main() {
          The bench starts the release binary (`xentinel exporter --source sim --sim.domains N \
          --web.listen-address 127.0.0.1:PORT`) and Debian's node_exporter \
          (`--no-collector.systemd`) as child processes and scrapes them over loopback HTTP/1.1 \
-         from the bench process. Times are wall-clock from request to last body byte; CPU is \
+         from the bench process; at 1,000 domains the two are scraped alternately (x, n, x, n, …) \
+         so both see the same load from whatever else runs on the machine. Times are wall-clock from request to last body byte; CPU is \
          the exporter's utime+stime delta (from `/proc/PID/stat`, 10 ms ticks) divided by the \
          scrapes; RSS is `VmRSS` after the run and peak RSS `VmHWM`; idle CPU is what the \
          exporter burns with nobody scraping (the simulator's 100 ms stepper), measured for 1 s \
