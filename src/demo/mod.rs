@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cli::DemoArgs;
+mod narrator;
+
+use crate::cli::{DemoArgs, StackMode};
 use crate::collector::Collector;
 use crate::guest::Rejections;
 use crate::sim::{Cluster, Scenario, SimSource};
@@ -111,8 +113,56 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             signals::shutdown(),
         )));
     }
-    if args.webhook {
-        crate::migration::spawn_for_demo(shared.clone(), &args).await?;
+    let stack_bins = match args.stack {
+        StackMode::Off => None,
+        StackMode::Auto => crate::stack::binaries(),
+        StackMode::On => Some(crate::stack::binaries().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--stack on: prometheus and alertmanager are not on PATH \
+                 (Debian: apt-get install prometheus prometheus-alertmanager)"
+            )
+        })?),
+    };
+    let prom_url = stack_bins
+        .as_ref()
+        .map(|_| format!("http://{}", args.prometheus_address));
+    let webhook = if args.webhook || stack_bins.is_some() {
+        Some(crate::migration::spawn_for_demo(shared.clone(), &args, prom_url.clone()).await?)
+    } else {
+        None
+    };
+    // Kept alive until the demo ends: dropping it stops Prometheus and Alertmanager.
+    let mut _stack = None;
+    if stack_bins.is_some() {
+        let dir = std::env::temp_dir().join(format!("xentinel-demo-{}/stack", std::process::id()));
+        let spec = crate::stack::StackSpec {
+            exporters: targets.clone(),
+            webhook: webhook.as_ref().map(|w| w.addr.clone()),
+            token_file: webhook.as_ref().and_then(|w| w.token_file.clone()),
+            prometheus_addr: args.prometheus_address.clone(),
+            alertmanager_addr: args.alertmanager_address.clone(),
+            interval: args.stack_interval,
+        };
+        let st = crate::stack::start(&spec, &dir).await?;
+        println!(
+            "prometheus:   {}  (alerts: {}/alerts)",
+            st.prometheus_url, st.prometheus_url
+        );
+        println!(
+            "alertmanager: {}  (config and logs in {})",
+            st.alertmanager_url,
+            st.dir.display()
+        );
+        if let Some(w) = &webhook {
+            narrator::spawn(st.prometheus_url.clone(), w.db_path.clone(), shared.clone());
+        }
+        _stack = Some(st);
+    } else if args.stack == StackMode::Auto {
+        println!(
+            "prometheus and alertmanager are not on PATH: running the exporters alone \
+             (Debian: apt-get install prometheus prometheus-alertmanager, then run the demo again \
+             for the whole loop: alert -> webhook -> migrations)"
+        );
     }
     println!(
         "xentinel demo: {} simulated Xen hosts (seed {}, speed x{})",
