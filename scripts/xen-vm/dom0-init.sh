@@ -1,0 +1,195 @@
+#!/bin/sh
+# /init of the busybox dom0 initramfs built by build.sh. Brings up the Xen toolstack, starts
+# `xentinel exporter --source xen`, runs the scenario below and powers the machine off.
+#
+# Everything the test reads is printed on hvc0 (= serial.log) as blocks:
+#   @@BEGIN <name>@@
+#   ...output of the step (stdout and stderr)...
+#   @@END <name> rc=<exit status> t0=<uptime> t1=<uptime> lines=<number of output lines>@@
+# A block is printed only after its command has finished, so Xen's own console messages cannot land
+# in the middle of it (the `lines=` count lets the reader check that). Times are dom0's /proc/uptime.
+# The last line is @@DONE@@.
+#
+# Scenario: tinypv (PV) + tinypvh (PVH) each run `xentinel guest-agent --interval 1s`;
+#   snapshot 1 (scrape + xentop + xl list -l + xl list -v), sleep, snapshot 2;
+#   memhog 64 MB in tinypv, snapshot 3; xl destroy tinypv, snapshot 4; xl create tinynew, snapshot 5;
+#   xl migrate tinypvh to localhost, snapshot 6; webhook test (placeholder); logs; poweroff.
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /run
+mkdir -p /run/xen /run/xenstored /run/lock /var/log/xen/console /tmp
+dmesg -n 1   # keep kernel messages off the console (they stay in dmesg, printed at the end)
+ip link set lo up
+
+PORT=9741
+URL=http://127.0.0.1:$PORT/metrics
+MEMHOG_MB=64
+
+up() { cut -d' ' -f1 /proc/uptime; }
+secs() { cut -d. -f1 /proc/uptime; }
+
+# block NAME CMD [ARGS...]: run CMD, then print its output between markers, with rc and times
+block() {
+  blk_name=$1
+  shift
+  blk_t0=$(up)
+  "$@" >/tmp/block.out 2>&1
+  blk_rc=$?
+  blk_t1=$(up)
+  echo "@@BEGIN $blk_name@@"
+  awk 1 /tmp/block.out
+  echo "@@END $blk_name rc=$blk_rc t0=$blk_t0 t1=$blk_t1 lines=$(awk 'END { print NR }' /tmp/block.out)@@"
+  return $blk_rc
+}
+
+setup_xen() {
+  echo "kernel $(uname -r); hypervisor $(cat /sys/hypervisor/type) $(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor)"
+  for m in xen-privcmd xenfs xen-evtchn xen-gntdev xen-gntalloc; do
+    insmod /lib/modules/xen/$m.ko || { echo "insmod $m failed"; return 1; }
+  done
+  mount -t xenfs xenfs /proc/xen || return 1
+  xenstored --pid-file=/run/xenstored.pid || { echo "xenstored failed"; return 1; }
+  for i in $(seq 1 20); do xenstore-read / >/dev/null 2>&1 && break; sleep 0.5; done
+  xen-init-dom0 || { echo "xen-init-dom0 failed"; return 1; }
+  xenconsoled --pid-file=/run/xenconsoled.pid --log=guest || { echo "xenconsoled failed"; return 1; }
+  xl info | grep -E '^(xen_version|nr_cpus|total_memory|free_memory)'
+}
+
+start_exporter() {
+  echo "xentinel exporter --source xen --web.listen-address 127.0.0.1:$PORT"
+  xentinel exporter --source xen --web.listen-address 127.0.0.1:$PORT >/run/exporter.log 2>&1 &
+  EXPORTER_PID=$!
+  _t0=$(up)
+  _end=$(($(secs) + 30))
+  while [ "$(secs)" -lt "$_end" ]; do
+    if wget -qO /dev/null "$URL" 2>/dev/null; then
+      echo "exporter (pid $EXPORTER_PID) answers after $(echo "$(up) $_t0" | awk '{ print $1 - $2 }') s"
+      return 0
+    fi
+    if ! kill -0 "$EXPORTER_PID" 2>/dev/null; then
+      wait "$EXPORTER_PID"
+      EXPORTER_RC=$?
+      echo "exporter exited with rc=$EXPORTER_RC before answering; its stderr:"
+      cat /run/exporter.log
+      return 1
+    fi
+    sleep 0.5
+  done
+  echo "exporter not answering on $URL after 30 s; its output so far:"
+  cat /run/exporter.log
+  return 1
+}
+
+agent_ready() { # NAME: the domain's guest agent has published something
+  _id=$(xl domid "$1" 2>/dev/null) && [ -n "$(xenstore-ls "/local/domain/$_id/data/xentinel" 2>/dev/null)" ]
+}
+
+wait_agents() { # NAME...: wait (60 s at most) until each domain's agent has published, then show the keys
+  _end=$(($(secs) + 60))
+  while [ "$(secs)" -lt "$_end" ]; do
+    _all=1
+    for d in "$@"; do agent_ready "$d" || _all=; done
+    [ -n "$_all" ] && break
+    sleep 0.5
+  done
+  for d in "$@"; do
+    _id=$(xl domid "$d")
+    echo "$d domid=$_id ready=$(agent_ready "$d" && echo yes || echo no)"
+    xenstore-ls -p "/local/domain/$_id/data" 2>&1
+  done
+  [ -n "$_all" ] || { echo "guest agents not ready after 60 s"; return 1; }
+}
+
+snapshot() { # N: the exporter's view, then xentop's and xl's, as close together as possible
+  block "scrape-$1" wget -qO- "$URL"
+  block "xentop-$1" xentop -b -i 1
+  block "xl-list-l-$1" xl list -l
+  block "xl-list-$1" xl list -v
+}
+
+memhog() { # ask tinypv's /init to touch MEMHOG_MB of fresh memory; wait for its answer
+  _id=$(xl domid tinypv) || return 1
+  _d=/local/domain/$_id/data/xvmtest
+  xenstore-write "$_d/memhog" "$MEMHOG_MB" || return 1
+  xenstore-chmod "$_d" "n$_id" && xenstore-chmod "$_d/memhog" "n$_id" || return 1
+  _end=$(($(secs) + 60))
+  while [ "$(secs)" -lt "$_end" ]; do
+    if _r=$(xenstore-read "$_d/memhog-result" 2>/dev/null); then
+      echo "$_r"
+      case "$_r" in rc=0*) return 0 ;; *) return 1 ;; esac
+    fi
+    sleep 0.5
+  done
+  echo "no memhog-result from tinypv after 60 s"
+  return 1
+}
+
+migrate() { # live-migrate tinypvh to localhost: xl runs the "host" argument as the command when -s ""
+  _old=$(xl domid tinypvh) || return 1
+  echo "old_domid=$_old"
+  _t0=$(up)
+  timeout 240 xl migrate -s "" tinypvh "xl migrate-receive"
+  _rc=$?
+  _t1=$(up)
+  echo "new_domid=$(xl domid tinypvh 2>/dev/null)"
+  echo "migrate_rc=$_rc migrate_seconds=$(echo "$_t1 $_t0" | awk '{ printf "%.2f", $1 - $2 }')"
+  return $_rc
+}
+
+# ---- XENTINEL_WEBHOOK_TEST: placeholder -------------------------------------------------------
+# The webhook's xl executor step (another issue) plugs in here: build.sh copies the script named by
+# XENTINEL_WEBHOOK_TEST on the host to /usr/local/lib/xentinel-test/webhook-test.sh, and this block
+# runs it while tinypvh and tinynew are up and the exporter listens on 127.0.0.1:$PORT.
+webhook_test() {
+  if [ -x /usr/local/lib/xentinel-test/webhook-test.sh ]; then
+    /usr/local/lib/xentinel-test/webhook-test.sh
+  else
+    echo "XENTINEL_WEBHOOK_TEST placeholder: no webhook test in this image"
+  fi
+}
+# ------------------------------------------------------------------------------------------------
+
+exporter_status() {
+  if kill -0 "$EXPORTER_PID" 2>/dev/null; then
+    echo "exporter still running"
+  else
+    [ -n "${EXPORTER_RC:-}" ] || { wait "$EXPORTER_PID"; EXPORTER_RC=$?; }
+    echo "exporter exited rc=$EXPORTER_RC"
+  fi
+  echo "--- exporter output:"
+  cat /run/exporter.log
+}
+
+echo "@@XEN-VM dom0 init started@@"
+block setup setup_xen
+block exporter-start start_exporter
+block xl-create-tinypv timeout 120 xl create /etc/xen/guests/tinypv.cfg
+block xl-create-tinypvh timeout 120 xl create /etc/xen/guests/tinypvh.cfg
+block wait-agents wait_agents tinypv tinypvh
+snapshot 1
+sleep 5
+snapshot 2
+block memhog memhog
+sleep 3   # the agent reports every 1 s
+snapshot 3
+block xl-destroy-tinypv timeout 60 xl destroy tinypv
+snapshot 4
+block xl-create-tinynew timeout 120 xl create /etc/xen/guests/tinynew.cfg
+snapshot 5
+block migrate migrate
+block wait-agent-migrated wait_agents tinypvh
+sleep 2
+snapshot 6
+block webhook-test webhook_test
+block exporter-status exporter_status
+block guest-consoles sh -c 'for f in /var/log/xen/console/guest-*.log; do echo "--- $f"; cat "$f"; done'
+block xl-dmesg-tail sh -c 'xl dmesg | tail -n 40 | sed "s/^/xl-dmesg| /"'   # the reader drops lines starting with (XEN)
+block dmesg-tail sh -c 'dmesg | tail -n 40'
+echo "@@DONE@@"
+sync
+poweroff -f
