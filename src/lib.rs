@@ -1,3 +1,18 @@
 //! xentinel: a Prometheus exporter, heartbeat and migration webhook for Xen hosts.
+//!
+//! Data flows one way: [`sources`] fill a [`model::Collection`], the
+//! [`collector`] merges it into a [`model::Snapshot`], [`render`] writes the
+//! exposition format and [`http`] serves it.
+
+pub mod cli;
+pub mod collector;
+pub mod config;
+pub mod exporter;
+pub mod guest;
+pub mod guest_agent;
+pub mod http;
+pub mod log;
 pub mod model;
+pub mod render;
+pub mod signals;
 pub mod sources;

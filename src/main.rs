@@ -1,1 +1,31 @@
-fn main() {}
+//! The `xentinel` binary: parses the command line and runs one role.
+
+use clap::Parser;
+use xentinel::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let level = cli.log_level.parse().unwrap_or(log::LevelFilter::Info);
+    xentinel::log::init(level, cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xentinel: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let res = rt.block_on(async {
+        match cli.command {
+            Command::Exporter(a) => xentinel::exporter::run(a).await,
+            Command::GuestAgent(a) => xentinel::guest_agent::run(a.interval, a.probe, a.once).await,
+        }
+    });
+    if let Err(e) = res {
+        eprintln!("xentinel: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -103,7 +103,6 @@ pub struct Vbd {
     pub read_bytes: u64,
     pub write_bytes: u64,
     pub oo_requests: u64,
-    pub error_requests: u64,
 }
 
 /// What the hypervisor (libxenstat or the model) says of one domain.
@@ -321,11 +320,7 @@ impl Snapshot {
     /// Merges a collection: domains are the union of both maps, joined on domid.
     /// Names and UUIDs come from xenstore when it has them, else from the
     /// hypervisor library; a domain without a name is named by its domid.
-    pub fn merge(
-        mut c: Collection,
-        sources: Vec<SourceStatus>,
-        self_stats: SelfStats,
-    ) -> Snapshot {
+    pub fn merge(mut c: Collection, sources: Vec<SourceStatus>, self_stats: SelfStats) -> Snapshot {
         let mut domains = Vec::with_capacity(c.stats.len().max(c.meta.len()));
         let mut meta = std::mem::take(&mut c.meta);
         for (domid, stats) in std::mem::take(&mut c.stats) {
@@ -354,7 +349,10 @@ impl Snapshot {
             .and_then(|m| m.name.clone())
             .or_else(|| stats.as_ref().and_then(|s| s.name.clone()))
             .unwrap_or_else(|| format!("domid-{domid}"));
-        let uuid = meta.as_ref().and_then(|m| m.uuid.clone()).unwrap_or_default();
+        let uuid = meta
+            .as_ref()
+            .and_then(|m| m.uuid.clone())
+            .unwrap_or_default();
         Domain {
             domid,
             name,
@@ -396,7 +394,13 @@ mod tests {
                 ..Default::default()
             },
         );
-        c.stats.insert(2, DomainStats { domid: 2, ..Default::default() });
+        c.stats.insert(
+            2,
+            DomainStats {
+                domid: 2,
+                ..Default::default()
+            },
+        );
         c.meta.insert(
             1,
             DomainMeta {
@@ -406,7 +410,13 @@ mod tests {
                 ..Default::default()
             },
         );
-        c.meta.insert(3, DomainMeta { domid: 3, ..Default::default() });
+        c.meta.insert(
+            3,
+            DomainMeta {
+                domid: 3,
+                ..Default::default()
+            },
+        );
         let s = Snapshot::merge(c, vec![], SelfStats::default());
         let names: Vec<_> = s.domains.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["xs", "domid-2", "domid-3"]);

@@ -4,6 +4,8 @@
 //! every source of an exporter once per scrape, times it, and records whether
 //! it succeeded. The rest of the code never knows which sources it reads.
 
+pub mod xen;
+
 use std::future::Future;
 use std::pin::Pin;
 
@@ -40,3 +42,6 @@ pub trait Source: Send + Sync {
     /// (a partial answer is still an answer) and the source is marked down.
     fn collect<'a>(&'a self, out: &'a mut Collection) -> BoxFuture<'a, Result<(), SourceError>>;
 }
+
+pub mod host;
+pub mod xenstore;

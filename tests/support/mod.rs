@@ -1,4 +1,7 @@
-//! Helpers shared by the integration tests. Each test binary uses only some of them.
+//! Shared helpers for integration tests; each test binary uses `mod support;`
+//! and only part of it.
 #![allow(dead_code)]
 
 pub mod prom_text;
+pub mod scrape;
+pub mod xenstored;

@@ -1,0 +1,161 @@
+//! `TestXenstored`: an in-process xenstore daemon on a unix socket speaking the
+//! real xenstore wire protocol, for integration tests (std threads, no runtime).
+//!
+//! Point clients at it with `XENSTORED_PATH=<socket>`. Every connection is
+//! treated as dom0 (relative paths resolve under `/local/domain/0`).
+#![allow(dead_code)]
+
+mod server;
+mod store;
+mod wire;
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+
+use server::Shared;
+use store::Op;
+
+/// The accept loop of one serving period (between start/restart and kill).
+struct Listening {
+    stop: Arc<AtomicBool>,
+    accept: JoinHandle<()>,
+}
+
+/// A test xenstore daemon; the store outlives `kill`/`restart` cycles.
+pub struct TestXenstored {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    listening: Option<Listening>,
+}
+
+impl TestXenstored {
+    /// Binds `socket_path` (replacing a stale socket file) and serves in the
+    /// background. Panics if the socket cannot be bound.
+    pub fn start(socket_path: &Path) -> TestXenstored {
+        let mut xsd = TestXenstored {
+            path: socket_path.to_path_buf(),
+            shared: Arc::new(Shared::default()),
+            listening: None,
+        };
+        xsd.restart();
+        xsd
+    }
+
+    /// The socket path (the value for `XENSTORED_PATH`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes a node (creating parents) and fires watches. Panics on an invalid path.
+    pub fn write(&self, path: &str, value: &str) {
+        let path = canonical(path);
+        self.shared
+            .lock()
+            .apply(&Op::Write(path, value.as_bytes().to_vec()))
+            .unwrap();
+    }
+
+    /// Reads a node's value (lossy UTF-8), `None` if it does not exist.
+    pub fn read(&self, path: &str) -> Option<String> {
+        let st = self.shared.lock();
+        let value = st.store.read(&canonical(path)).ok()?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    }
+
+    /// Removes a node and its subtree, firing watches; absent nodes are ignored.
+    pub fn rm(&self, path: &str) {
+        let _ = self.shared.lock().apply(&Op::Rm(canonical(path)));
+    }
+
+    /// Plays a toolstack creating a domain: writes `/local/domain/<id>/{name,
+    /// vm,domid,memory/target}` and `/vm/<uuid>/{name,uuid}`, marks the domain
+    /// introduced and fires `@introduceDomain`.
+    pub fn introduce_domain(&self, domid: u32, name: &str, uuid: &str, memory_target_kib: u64) {
+        let home = format!("/local/domain/{domid}");
+        let vm = format!("/vm/{uuid}");
+        let mut st = self.shared.lock();
+        let nodes = [
+            (format!("{home}/name"), name.to_string()),
+            (format!("{home}/vm"), vm.clone()),
+            (format!("{home}/domid"), domid.to_string()),
+            (
+                format!("{home}/memory/target"),
+                memory_target_kib.to_string(),
+            ),
+            (format!("{vm}/name"), name.to_string()),
+            (format!("{vm}/uuid"), uuid.to_string()),
+        ];
+        for (path, value) in nodes {
+            st.apply(&Op::Write(path, value.into_bytes())).unwrap();
+        }
+        st.set_introduced(domid, true);
+    }
+
+    /// Plays a domain's destruction: removes `/local/domain/<id>` (and the
+    /// `/vm/<uuid>` its `vm` node points at), then fires `@releaseDomain`.
+    pub fn release_domain(&self, domid: u32) {
+        let home = format!("/local/domain/{domid}");
+        let mut st = self.shared.lock();
+        let vm = st.store.read(&format!("{home}/vm")).ok();
+        let vm = vm.map(|v| String::from_utf8_lossy(v).into_owned());
+        let _ = st.apply(&Op::Rm(home));
+        if let Some(vm) = vm.filter(|v| v.starts_with("/vm/")) {
+            if let Ok(vm) = store::canonicalize(&vm) {
+                let _ = st.apply(&Op::Rm(vm));
+            }
+        }
+        st.set_introduced(domid, false);
+    }
+
+    /// Stops serving: closes the listener and every client connection
+    /// (clients see EOF), drops their watches and transactions, and removes
+    /// the socket file. The store is kept. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(listening) = self.listening.take() {
+            listening.stop.store(true, Ordering::SeqCst);
+            // Wake the blocking accept(); the loop sees `stop` and exits.
+            let _ = UnixStream::connect(&self.path);
+            let _ = listening.accept.join();
+            let _ = std::fs::remove_file(&self.path);
+        }
+        self.shared.disconnect_all();
+    }
+
+    /// Serves again on the same path with the same store (no-op if serving).
+    pub fn restart(&mut self) {
+        if self.listening.is_some() {
+            return;
+        }
+        let _ = std::fs::remove_file(&self.path);
+        let listener = UnixListener::bind(&self.path)
+            .unwrap_or_else(|e| panic!("binding xenstored socket {}: {e}", self.path.display()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (stop, shared) = (Arc::clone(&stop), Arc::clone(&self.shared));
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(stream) = stream {
+                        shared.serve_conn(stream);
+                    }
+                }
+            })
+        };
+        self.listening = Some(Listening { stop, accept });
+    }
+}
+
+impl Drop for TestXenstored {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn canonical(path: &str) -> String {
+    store::canonicalize(path).unwrap_or_else(|e| panic!("invalid xenstore path {path:?}: {e}"))
+}
