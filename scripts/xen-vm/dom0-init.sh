@@ -187,6 +187,7 @@ sleep 2
 snapshot 6
 block webhook-test webhook_test
 block exporter-status exporter_status
+block xenstore-dom0 sh -c 'xenstore-ls -f /local/domain/0; xenstore-ls -f /vm 2>&1 | head -n 20'   # for reading the exporter's Domain-0 labels
 block guest-consoles sh -c 'for f in /var/log/xen/console/guest-*.log; do echo "--- $f"; cat "$f"; done'
 block xl-dmesg-tail sh -c 'xl dmesg | tail -n 40 | sed "s/^/xl-dmesg| /"'   # the reader drops lines starting with (XEN)
 block dmesg-tail sh -c 'dmesg | tail -n 40'
