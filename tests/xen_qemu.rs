@@ -456,6 +456,14 @@ fn check_snapshot(c: &mut Checks, s: &Snapshot) {
         exported == xl,
         format!("scrape {n}: xen_domain_info (domain, uuid, domid) = xl list -v {xl:?} (exporter: {exported:?})"),
     );
+    let domains = s.value("xen_host_domains", &[]);
+    c.check(
+        domains == Ok(s.xl_v.len() as f64),
+        format!(
+            "scrape {n}: xen_host_domains {domains:?} = {} domains in xl list -v",
+            s.xl_v.len()
+        ),
+    );
     for (name, row) in &s.xl_v {
         if let Some(l) = s.xl_l.get(name) {
             let same = l.domid == row.domid && l.uuid.as_deref().unwrap_or(DOM0_UUID) == row.uuid;

@@ -26,7 +26,7 @@ GUEST_MEM_MB=${XEN_VM_GUEST_MEM_MB:-192}
 die() { echo "build.sh: $*" >&2; exit 1; }
 need() { [ -e "$1" ] || die "missing $1 ($2); run scripts/xen-vm/install-deps.sh as root"; }
 
-KVER=${KVER:-$(ls /lib/modules 2>/dev/null | sort -V | tail -1)}
+KVER=${KVER:-$(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -1)}
 [ -n "$KVER" ] || die "no kernel in /lib/modules (linux-image-amd64); run scripts/xen-vm/install-deps.sh as root"
 need /boot/xen-4.17-amd64.gz xen-hypervisor-4.17-amd64
 need "/boot/vmlinuz-$KVER" linux-image-amd64

@@ -6,6 +6,7 @@
 # 2. waits for dom0 to write data/xvmtest/memhog = MB, then touches that much fresh anonymous memory
 #    (busybox dd: malloc(MB) as its buffer, read() from /dev/zero faults in every page, ~256 minor
 #    faults per MB) and answers in data/xvmtest/memhog-result with the /proc/vmstat pgfault delta.
+# No `set -e`: PID 1 must not exit.
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
