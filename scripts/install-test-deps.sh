@@ -12,7 +12,7 @@ pkgs=(
   iputils-ping nftables iproute2
   docker-compose
   qemu-system-x86 xen-hypervisor-4.17-amd64 xen-utils-4.17 linux-image-amd64 busybox-static cpio
-  gcc libc6-dev
+  gcc libc6-dev openssl curl
 )
 missing=()
 for p in "${pkgs[@]}"; do

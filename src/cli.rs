@@ -39,6 +39,43 @@ pub enum Command {
     Exporter(ExporterArgs),
     /// Run inside a domU: publish page faults and memory into xenstore for dom0's exporter.
     GuestAgent(GuestAgentArgs),
+    /// Run a simulated Xen cluster with one exporter endpoint per host (no Xen needed).
+    Demo(DemoArgs),
+}
+
+/// First port of the demo's exporters; host i listens on this + i.
+pub const DEFAULT_DEMO_BASE_PORT: u16 = 10031;
+
+/// Flags of `xentinel demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seed of the model's random draws: the same seed replays the same run.
+    #[arg(long = "seed", default_value_t = 1)]
+    pub seed: u64,
+
+    /// Cluster description (YAML, see docs/simulator.md); default: 4 hosts, 10 domains.
+    #[arg(long = "cluster")]
+    pub cluster: Option<PathBuf>,
+
+    /// Scenario file (YAML): timed workload changes, warnings, host deaths.
+    #[arg(long = "scenario", conflicts_with = "no_scenario")]
+    pub scenario: Option<PathBuf>,
+
+    /// Run no scenario at all (the built-in one raises a UPS warning on xen3 at 45 s).
+    #[arg(long = "no-scenario")]
+    pub no_scenario: bool,
+
+    /// Address the simulated hosts' exporters listen on.
+    #[arg(long = "listen-host", default_value = "127.0.0.1")]
+    pub listen_host: String,
+
+    /// Port of the first host's exporter; the others follow.
+    #[arg(long = "base-port", default_value_t = DEFAULT_DEMO_BASE_PORT)]
+    pub base_port: u16,
+
+    /// Simulated seconds per real second.
+    #[arg(long = "speed", default_value_t = 1.0)]
+    pub speed: f64,
 }
 
 /// Flags of `xentinel exporter`.
@@ -56,6 +93,10 @@ pub struct ExporterArgs {
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
 
+    /// exporter-toolkit web configuration file: TLS and/or basic auth.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Where domain data comes from: `xen` (libxenstat + xenstore, in dom0) or `sim` (a modelled host).
     #[arg(long = "source", value_enum)]
     pub source: Option<SourceKind>,
@@ -63,6 +104,14 @@ pub struct ExporterArgs {
     /// Path of libxenstat (default: the soname Xen 4.17 installs).
     #[arg(long = "xen.libxenstat")]
     pub libxenstat: Option<PathBuf>,
+
+    /// With `--source sim`: which host of the demo cluster to be.
+    #[arg(long = "sim.host", default_value = "xen1")]
+    pub sim_host: String,
+
+    /// With `--source sim`: seed of the model.
+    #[arg(long = "sim.seed", default_value_t = 1)]
+    pub sim_seed: u64,
 }
 
 /// Flags of `xentinel guest-agent`.

@@ -221,8 +221,15 @@ impl std::error::Error for ConfigErrors {}
 
 /// Loads a file; `None` gives the defaults.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    load_yaml(path)
+}
+
+/// Loads any YAML file whose leaves are [`V`]s; `None` gives `T::default()`.
+pub fn load_yaml<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+) -> Result<T, ConfigErrors> {
     let Some(path) = path else {
-        return Ok(Config::default());
+        return Ok(T::default());
     };
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -234,15 +241,24 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
             message: format!("cannot read: {e}"),
         }])
     })?;
-    load_str(&text, &name)
+    parse_yaml(&text, &name)
 }
 
 /// Parses configuration text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    parse_yaml(text, file)
+}
+
+/// Parses YAML text into `T`, collecting every error; `file` names it in errors.
+pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+    file: &str,
+) -> Result<T, ConfigErrors> {
     ERRORS.with(|e| e.borrow_mut().clear());
     let mut unknown = Vec::new();
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let parsed: Result<Config, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
+    let parsed: Result<T, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(p.to_string().replace(".?", "")));
     let mut errors: Vec<ConfigError> = ERRORS
         .with(|e| std::mem::take(&mut *e.borrow_mut()))
         .iter()
@@ -267,7 +283,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         Err(e) => {
             // An empty document is all defaults.
             if text.trim().is_empty() {
-                return Ok(Config::default());
+                return Ok(T::default());
             }
             // A syntax error makes every other finding unreliable: report it alone.
             if let Err(syntax) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {

@@ -36,11 +36,12 @@ pub fn xen_sources(
 /// Runs the exporter.
 pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config_file.as_deref())?;
+    let sec = crate::webconfig::load(args.web_config_file.as_deref())?;
     let kind = args.source.or(*cfg.exporter.source).unwrap_or_default();
     let rej = Arc::new(Rejections::default());
     let sources = match kind {
         SourceKind::Xen => xen_sources(&cfg, args.libxenstat.as_deref(), &rej)?,
-        SourceKind::Sim => anyhow::bail!("the sim source lands with the simulator"),
+        SourceKind::Sim => crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?,
     };
     let collector = Arc::new(Collector::new(
         sources,
@@ -54,5 +55,5 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
         args.telemetry_path
     );
     let router = http::router(collector, &args.telemetry_path, "xentinel exporter");
-    http::serve(listener, router, signals::shutdown()).await
+    http::serve(listener, router, sec.clone(), signals::shutdown()).await
 }

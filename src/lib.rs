@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod collector;
 pub mod config;
+pub mod demo;
 pub mod exporter;
 pub mod guest;
 pub mod guest_agent;
@@ -15,4 +16,7 @@ pub mod log;
 pub mod model;
 pub mod render;
 pub mod signals;
+pub mod sim;
 pub mod sources;
+pub mod stack;
+pub mod webconfig;

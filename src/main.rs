@@ -22,6 +22,7 @@ fn main() {
         match cli.command {
             Command::Exporter(a) => xentinel::exporter::run(a).await,
             Command::GuestAgent(a) => xentinel::guest_agent::run(a.interval, a.probe, a.once).await,
+            Command::Demo(a) => xentinel::demo::run(a).await,
         }
     });
     if let Err(e) = res {

@@ -2,6 +2,8 @@
 //! and only part of it.
 #![allow(dead_code)]
 
+pub mod dashboards;
+pub mod proc;
 pub mod prom_text;
 pub mod scrape;
 pub mod xenstored;
