@@ -8,7 +8,10 @@
 #
 # Accelerator: TCG (KVM on these machines is a kvm-pvm backend that cannot run Xen). Set
 # XEN_VM_ACCEL=kvm to try KVM elsewhere. `-cpu max,-smap`: with SMAP, the PV dom0 faults at once under TCG.
-# Extra knobs: XEN_VM_MEM (MiB, 2048), XEN_VM_DOM0_MEM (768M), XEN_VM_XEN_EXTRA, XEN_VM_LINUX_EXTRA.
+# Extra knobs: XEN_VM_MEM (MiB, 2048), XEN_VM_DOM0_MEM (768M), XEN_VM_XEN_EXTRA, XEN_VM_LINUX_EXTRA,
+# XEN_VM_SMP (2), XEN_VM_TCG_THREAD (multi), XEN_VM_CPU (max,-smap).
+# Known flake: processes in the VM sometimes die of SIGSEGV/SIGABRT right after fork(), more often on
+# a loaded host. -avx/-avx2, thread=single and -smp 1 were tried and did not make it go away.
 set -eu
 
 [ $# -eq 2 ] || { echo "usage: $0 OUT_DIR TIMEOUT_SECONDS" >&2; exit 2; }
@@ -22,7 +25,7 @@ done
 
 case "${XEN_VM_ACCEL:-tcg}" in
   kvm) ACCEL="-accel kvm -cpu host" ;;
-  tcg) ACCEL="-accel tcg -cpu max,-smap" ;;
+  tcg) ACCEL="-accel tcg,thread=${XEN_VM_TCG_THREAD:-multi} -cpu ${XEN_VM_CPU:-max,-smap}" ;;
   *) echo "boot.sh: XEN_VM_ACCEL must be tcg or kvm" >&2; exit 2 ;;
 esac
 DOM0_MEM=${XEN_VM_DOM0_MEM:-768M}
@@ -31,7 +34,7 @@ DOM0_MEM=${XEN_VM_DOM0_MEM:-768M}
 cd "$OUT"
 rm -f serial.log
 # shellcheck disable=SC2086 # ACCEL is two options on purpose
-timeout -k 10 "$TIMEOUT" qemu-system-x86_64 $ACCEL -smp 2 -m "${XEN_VM_MEM:-2048}" \
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 $ACCEL -smp "${XEN_VM_SMP:-2}" -m "${XEN_VM_MEM:-2048}" \
   -nographic -no-reboot -monitor none -serial stdio -nic none \
   -kernel xen \
   -append "dom0_mem=$DOM0_MEM,max:$DOM0_MEM dom0_max_vcpus=1 console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot ${XEN_VM_XEN_EXTRA:-}" \

@@ -32,21 +32,72 @@ PORT=9741
 URL=http://127.0.0.1:$PORT/metrics
 MEMHOG_MB=64
 
-up() { cut -d' ' -f1 /proc/uptime; }
-secs() { cut -d. -f1 /proc/uptime; }
+# Under QEMU-TCG, now and then a process in the VM dies right after fork() (SIGSEGV in glibc's fork
+# child code, or a NULL pointer in libxenstore, more often when the host is loaded). So the script
+# forks little: times come from the `read` builtin, polls are 1 s apart, and read-only steps are
+# retried when they die of a signal (the retry is counted in the step's end marker).
+
+# now: NOW=dom0 uptime in seconds (centiseconds), NOW_S=whole seconds; no fork
+now() {
+  read -r NOW _ </proc/uptime
+  NOW_S=${NOW%.*}
+}
 
 # block NAME CMD [ARGS...]: run CMD, then print its output between markers, with rc and times
 block() {
   blk_name=$1
   shift
-  blk_t0=$(up)
+  now
+  blk_t0=$NOW
   "$@" >/tmp/block.out 2>&1
   blk_rc=$?
-  blk_t1=$(up)
+  now
+  blk_t1=$NOW
+  blk_emit
+  return $blk_rc
+}
+
+# rblock NAME CMD [ARGS...]: block for a read-only CMD: run again (twice at most) if it died of a signal
+rblock() {
+  blk_name=$1
+  shift
+  blk_retries=0
+  while :; do
+    now
+    blk_t0=$NOW
+    "$@" >/tmp/block.out 2>&1
+    blk_rc=$?
+    now
+    blk_t1=$NOW
+    if [ "$blk_rc" -le 128 ] || [ "$blk_retries" -ge 2 ]; then break; fi
+    blk_retries=$((blk_retries + 1))
+  done
+  blk_emit "retries=$blk_retries"
+  blk_retries=
+  return $blk_rc
+}
+
+blk_emit() { # [EXTRA]: print /tmp/block.out between the markers of block $blk_name
   echo "@@BEGIN $blk_name@@"
   awk 1 /tmp/block.out
-  echo "@@END $blk_name rc=$blk_rc t0=$blk_t0 t1=$blk_t1 lines=$(awk 'END { print NR }' /tmp/block.out)@@"
-  return $blk_rc
+  blk_n=$(awk 'END { print NR }' /tmp/block.out)
+  echo "@@END $blk_name rc=$blk_rc t0=$blk_t0 t1=$blk_t1 lines=$blk_n${1:+ $1}@@"
+}
+
+r() { # CMD [ARGS...]: an idempotent command, run again (twice at most) if it died of a signal
+  r_n=0
+  while :; do
+    "$@"
+    r_rc=$?
+    if [ "$r_rc" -le 128 ] || [ "$r_n" -ge 2 ]; then return "$r_rc"; fi
+    r_n=$((r_n + 1))
+    echo "(re-running $1 after it died with rc=$r_rc)" >&2
+  done
+}
+
+since() { # T0: seconds from T0 to now
+  now
+  echo "$NOW $1" | awk '{ printf "%.2f", $1 - $2 }'
 }
 
 setup_xen() {
@@ -56,21 +107,24 @@ setup_xen() {
   done
   mount -t xenfs xenfs /proc/xen || return 1
   xenstored --pid-file=/run/xenstored.pid || { echo "xenstored failed"; return 1; }
-  for _ in $(seq 1 20); do xenstore-read / >/dev/null 2>&1 && break; sleep 0.5; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do xenstore-read / >/dev/null 2>&1 && break; sleep 1; done
   xen-init-dom0 || { echo "xen-init-dom0 failed"; return 1; }
   xenconsoled --pid-file=/run/xenconsoled.pid --log=guest || { echo "xenconsoled failed"; return 1; }
   xl info | grep -E '^(xen_version|nr_cpus|total_memory|free_memory)'
 }
 
 start_exporter() {
-  echo "xentinel exporter --source xen --web.listen-address 127.0.0.1:$PORT"
-  xentinel exporter --source xen --web.listen-address 127.0.0.1:$PORT >/run/exporter.log 2>&1 &
+  set -- exporter --source xen --web.listen-address "127.0.0.1:$PORT" --config.file /etc/xentinel/xentinel.yml
+  echo "xentinel $*"
+  cat /etc/xentinel/xentinel.yml
+  xentinel "$@" >/run/exporter.log 2>&1 &
   EXPORTER_PID=$!
-  _t0=$(up)
-  _end=$(($(secs) + 30))
-  while [ "$(secs)" -lt "$_end" ]; do
+  now
+  _t0=$NOW
+  _end=$((NOW_S + 30))
+  while now && [ "$NOW_S" -lt "$_end" ]; do
     if wget -qO /dev/null "$URL" 2>/dev/null; then
-      echo "exporter (pid $EXPORTER_PID) answers after $(echo "$(up) $_t0" | awk '{ print $1 - $2 }') s"
+      echo "exporter (pid $EXPORTER_PID) answers after $(since "$_t0") s"
       return 0
     fi
     if ! kill -0 "$EXPORTER_PID" 2>/dev/null; then
@@ -87,73 +141,83 @@ start_exporter() {
   return 1
 }
 
-agent_ready() { # NAME: the domain's guest agent has published something
-  _id=$(xl domid "$1" 2>/dev/null) && [ -n "$(xenstore-ls "/local/domain/$_id/data/xentinel" 2>/dev/null)" ]
+agent_ready() { # DOMID: the domain's guest agent has published something under data/xentinel
+  [ -n "$(xenstore-list "/local/domain/$1/data/xentinel" 2>/dev/null)" ]
 }
 
 wait_agents() { # NAME...: wait (120 s at most) until each domain's agent has published, then show the keys
-  _end=$(($(secs) + 120))
-  while [ "$(secs)" -lt "$_end" ]; do
-    _all=1
-    for d in "$@"; do agent_ready "$d" || _all=; done
-    [ -n "$_all" ] && break
-    sleep 0.5
-  done
+  _ids=
   for d in "$@"; do
-    _id=$(xl domid "$d")
-    echo "$d domid=$_id ready=$(agent_ready "$d" && echo yes || echo no)"
+    _id=$(r xl domid "$d") || { echo "no domain $d"; return 1; }
+    _ids="$_ids $_id"
+  done
+  now
+  _t0=$NOW
+  _end=$((NOW_S + 120))
+  while now && [ "$NOW_S" -lt "$_end" ]; do
+    _all=1
+    for _id in $_ids; do agent_ready "$_id" || { _all=; break; }; done
+    [ -n "$_all" ] && break
+    sleep 1
+  done
+  echo "waited $(since "$_t0") s"
+  for _id in $_ids; do
+    echo "domid $_id ready=$(agent_ready "$_id" && echo yes || echo no)"
     xenstore-ls -p "/local/domain/$_id/data" 2>&1
   done
   [ -n "$_all" ] || { echo "guest agents not ready after 120 s"; return 1; }
 }
 
 snapshot() { # N: the exporter's view, then xentop's and xl's, as close together as possible
-  block "scrape-$1" wget -qO- "$URL"
-  block "xentop-$1" xentop -b -i 1
-  block "xl-list-l-$1" xl list -l
-  block "xl-list-$1" xl list -v
+  rblock "scrape-$1" wget -qO- "$URL"
+  rblock "xentop-$1" xentop -b -i 1
+  rblock "xl-list-l-$1" xl list -l
+  rblock "xl-list-$1" xl list -v
 }
 
 memhog() { # ask tinypv's /init to touch MEMHOG_MB of fresh memory; wait for its answer
-  _id=$(xl domid tinypv) || return 1
+  _id=$(r xl domid tinypv) || return 1
   _d=/local/domain/$_id/data/xvmtest
-  xenstore-write "$_d/memhog" "$MEMHOG_MB" || return 1
-  xenstore-chmod "$_d" "n$_id" && xenstore-chmod "$_d/memhog" "n$_id" || return 1
-  _end=$(($(secs) + 60))
-  while [ "$(secs)" -lt "$_end" ]; do
+  r xenstore-write "$_d/memhog" "$MEMHOG_MB" || return 1
+  r xenstore-chmod "$_d" "n$_id" && r xenstore-chmod "$_d/memhog" "n$_id" || return 1
+  now
+  _end=$((NOW_S + 60))
+  while now && [ "$NOW_S" -lt "$_end" ]; do
     if _r=$(xenstore-read "$_d/memhog-result" 2>/dev/null); then
       echo "$_r"
       case "$_r" in rc=0*) ;; *) return 1 ;; esac
       # then wait (20 s at most) until the guest agent has published a pgfault count from after the hog
       _after=$(echo "$_r" | tr ' ' '\n' | sed -n 's/^pgfault_after=//p')
-      _t0=$(up)
-      _end=$(($(secs) + 20))
-      while [ "$(secs)" -lt "$_end" ]; do
+      now
+      _t0=$NOW
+      _end=$((NOW_S + 20))
+      while now && [ "$NOW_S" -lt "$_end" ]; do
         _p=$(xenstore-read "/local/domain/$_id/data/xentinel/pgfault" 2>/dev/null)
         if [ -n "$_p" ] && [ "$_p" -ge "$_after" ] 2>/dev/null; then
-          echo "agent published pgfault=$_p (>= $_after) $(echo "$(up) $_t0" | awk '{ print $1 - $2 }') s after the hog ended"
+          echo "agent published pgfault=$_p (>= $_after) within $(since "$_t0") s of the hog's answer"
           return 0
         fi
-        sleep 0.5
+        sleep 1
       done
       echo "agent did not publish pgfault >= $_after within 20 s (last: '$_p')"
       return 0   # the test judges the exporter's numbers
     fi
-    sleep 0.5
+    sleep 1
   done
   echo "no memhog-result from tinypv after 60 s"
   return 1
 }
 
 migrate() { # live-migrate tinypvh to localhost: xl runs the "host" argument as the command when -s ""
-  _old=$(xl domid tinypvh) || return 1
+  _old=$(r xl domid tinypvh) || return 1
   echo "old_domid=$_old"
-  _t0=$(up)
+  now
+  _t0=$NOW
   timeout 240 xl migrate -s "" tinypvh "xl migrate-receive"
   _rc=$?
-  _t1=$(up)
-  echo "new_domid=$(xl domid tinypvh 2>/dev/null)"
-  echo "migrate_rc=$_rc migrate_seconds=$(echo "$_t1 $_t0" | awk '{ printf "%.2f", $1 - $2 }')"
+  _secs=$(since "$_t0")
+  echo "new_domid=$(r xl domid tinypvh 2>/dev/null)"
+  echo "migrate_rc=$_rc migrate_seconds=$_secs"
   return $_rc
 }
 
@@ -186,19 +250,19 @@ block setup setup_xen
 block exporter-start start_exporter
 block xl-create-tinypv timeout 120 xl create /etc/xen/guests/tinypv.cfg
 block xl-create-tinypvh timeout 120 xl create /etc/xen/guests/tinypvh.cfg
-block wait-agents wait_agents tinypv tinypvh
+rblock wait-agents wait_agents tinypv tinypvh
 snapshot 1
 sleep 5
 snapshot 2
 block memhog memhog
 sleep 1
 snapshot 3
-block xl-destroy-tinypv timeout 60 xl destroy tinypv
+block xl-destroy-tinypv r timeout 60 xl destroy tinypv
 snapshot 4
 block xl-create-tinynew timeout 120 xl create /etc/xen/guests/tinynew.cfg
 snapshot 5
 block migrate migrate
-block wait-agent-migrated wait_agents tinypvh
+rblock wait-agent-migrated wait_agents tinypvh
 sleep 2
 snapshot 6
 block webhook-test webhook_test

@@ -11,8 +11,11 @@ export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev   # /dev/xen/xenbus (xenbus frontend is built into Debian's kernel)
-up() { cut -d' ' -f1 /proc/uptime; }
-log() { echo "GUEST[$(up)] $*"; }
+now() { read -r NOW _ </proc/uptime; }   # the `read` builtin: no fork (see dom0-init.sh)
+log() {
+  now
+  echo "GUEST[$NOW] $*"
+}
 pgfault() { awk '$1 == "pgfault" { print $2 }' /proc/vmstat; }
 
 DOMID=$(xenstore-read domid 2>/dev/null)
@@ -30,12 +33,19 @@ while true; do
   if [ -n "$mb" ] && [ -z "$done_mb" ]; then
     done_mb=$mb
     b=$(pgfault)
-    t0=$(up)
-    dd if=/dev/zero of=/dev/null bs="${mb}M" count=1 2>/dev/null
-    rc=$?
-    t1=$(up)
+    now
+    t0=$NOW
+    tries=0
+    while :; do   # dd again if it died of a signal (a TCG flake), at most twice
+      dd if=/dev/zero of=/dev/null bs="${mb}M" count=1 2>/dev/null
+      rc=$?
+      if [ "$rc" -le 128 ] || [ "$tries" -ge 2 ]; then break; fi
+      tries=$((tries + 1))
+    done
+    now
+    t1=$NOW
     a=$(pgfault)
-    res="rc=$rc mb=$mb pgfault_before=$b pgfault_after=$a pgfault_delta=$((a - b)) t0=$t0 t1=$t1"
+    res="rc=$rc mb=$mb pgfault_before=$b pgfault_after=$a pgfault_delta=$((a - b)) t0=$t0 t1=$t1 retries=$tries"
     log "MEMHOG $res"
     xenstore-write data/xvmtest/memhog-result "$res" || log "MEMHOG could not write the result"
   fi
