@@ -143,10 +143,6 @@ if [ -n "${XENTINEL_WEBHOOK_TEST:-}" ]; then
   mkdir -p "$R/usr/local/lib/xentinel-test"
   install -m 755 "$XENTINEL_WEBHOOK_TEST" "$R/usr/local/lib/xentinel-test/webhook-test.sh"
 fi
-# Everything in this VM is emulated (~25x slower than hardware, more on a loaded host): give the
-# exporter's sources 20 s instead of the default 5 s before they are cut off and marked down.
-mkdir -p "$R/etc/xentinel"
-printf 'exporter:\n  source_timeout: 20s\n' > "$R/etc/xentinel/xentinel.yml"
 install -m 755 "$HERE/dom0-init.sh" "$R/init"
 pack "$R" "$OUT/dom0.cpio.gz"
 

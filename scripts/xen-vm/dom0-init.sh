@@ -114,9 +114,8 @@ setup_xen() {
 }
 
 start_exporter() {
-  set -- exporter --source xen --web.listen-address "127.0.0.1:$PORT" --config.file /etc/xentinel/xentinel.yml
+  set -- exporter --source xen --web.listen-address "127.0.0.1:$PORT"
   echo "xentinel $*"
-  cat /etc/xentinel/xentinel.yml
   xentinel "$@" >/run/exporter.log 2>&1 &
   EXPORTER_PID=$!
   now
