@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked --all-targets -- --test-threads 2
+cargo test --locked -- --test-threads 2
