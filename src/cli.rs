@@ -41,6 +41,87 @@ pub enum Command {
     GuestAgent(GuestAgentArgs),
     /// Run a simulated Xen cluster with one exporter endpoint per host (no Xen needed).
     Demo(DemoArgs),
+    /// Receive Alertmanager webhooks and evacuate hosts that raise a warning failure.
+    Webhook(WebhookArgs),
+    /// Move every domain off a host now (e.g. from a systemd unit on shutdown).
+    Evacuate(EvacuateArgs),
+}
+
+/// Default port of the migration webhook.
+pub const DEFAULT_WEBHOOK_PORT: u16 = 10027;
+
+/// How migrations are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// `xl migrate {domain} {target}` (the default argv template).
+    Xl,
+    /// The modelled cluster, in this process (demos and tests).
+    Sim,
+    /// The argv template of `webhook.executor.command` in the configuration file.
+    Command,
+}
+
+/// Flags shared by `webhook` and `evacuate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrationArgs {
+    /// YAML configuration file (its `webhook:` section); without it every default applies.
+    #[arg(long = "config.file")]
+    pub config_file: Option<PathBuf>,
+
+    /// Prometheus to plan from [default: http://127.0.0.1:9090; with `--executor sim` and no
+    /// URL, the sim cluster itself is read].
+    #[arg(long = "prometheus.url")]
+    pub prometheus_url: Option<String>,
+
+    /// What runs the migrations.
+    #[arg(long = "executor", value_enum, default_value = "xl")]
+    pub executor: ExecutorKind,
+
+    /// The durable job log (SQLite).
+    #[arg(long = "db.path", default_value = "/var/lib/xentinel/jobs.sqlite")]
+    pub db_path: PathBuf,
+
+    /// Plan and record (or print) the plan; migrate nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+/// Flags of `xentinel webhook`.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Address to listen on (`:port` means all interfaces).
+    #[arg(long = "web.listen-address", default_value_t = format!(":{DEFAULT_WEBHOOK_PORT}"))]
+    pub listen_address: String,
+
+    /// File holding the bearer token Alertmanager sends (its `credentials_file`).
+    #[arg(long = "web.token-file", required_unless_present = "insecure_no_auth")]
+    pub token_file: Option<PathBuf>,
+
+    /// Accept requests without a token (tests and demos only).
+    #[arg(long = "insecure-no-auth", conflicts_with = "token_file")]
+    pub insecure_no_auth: bool,
+
+    /// Web configuration (TLS, basic auth) in the Prometheus exporter-toolkit format.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub migration: MigrationArgs,
+}
+
+/// Flags of `xentinel evacuate`.
+#[derive(Debug, Args)]
+pub struct EvacuateArgs {
+    /// The host to empty.
+    #[arg(long = "host")]
+    pub host: String,
+
+    /// Only these targets (repeat the flag); warned, down and unreachable hosts are never used.
+    #[arg(long = "to")]
+    pub to: Vec<String>,
+
+    #[command(flatten)]
+    pub migration: MigrationArgs,
 }
 
 /// First port of the demo's exporters; host i listens on this + i.
@@ -76,6 +157,25 @@ pub struct DemoArgs {
     /// Simulated seconds per real second.
     #[arg(long = "speed", default_value_t = 1.0)]
     pub speed: f64,
+
+    /// Also run the migration webhook in this process, on the modelled cluster (sim executor).
+    #[arg(long = "webhook")]
+    pub webhook: bool,
+
+    /// With `--webhook`: its listen address.
+    #[arg(long = "webhook.listen-address", default_value_t = format!(":{DEFAULT_WEBHOOK_PORT}"))]
+    pub webhook_listen_address: String,
+
+    /// With `--webhook`: the bearer token file; default: a new random token in a temp dir (printed).
+    #[arg(long = "webhook.token-file")]
+    pub webhook_token_file: Option<PathBuf>,
+
+    /// With `--webhook`: accept requests without a token.
+    #[arg(
+        long = "webhook.insecure-no-auth",
+        conflicts_with = "webhook_token_file"
+    )]
+    pub webhook_insecure_no_auth: bool,
 }
 
 /// Flags of `xentinel exporter`.

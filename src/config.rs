@@ -116,6 +116,7 @@ pub enum SourceKind {
 pub struct Config {
     pub exporter: ExporterConfig,
     pub warnings: WarningsConfig,
+    pub webhook: WebhookConfig,
 }
 
 /// `exporter:` — how the exporter collects.
@@ -179,6 +180,71 @@ impl Default for WarningsConfig {
                 PathBuf::from("/run/systemd/shutdown/scheduled"),
                 PathBuf::from("/run/xentinel/shutdown"),
             ]),
+        }
+    }
+}
+
+/// `webhook:` — the migration webhook and `xentinel evacuate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WebhookConfig {
+    /// Known hosts; when empty, the inventory's hosts (Prometheus or the sim) are the known ones.
+    pub hosts: V<Vec<String>>,
+    /// Free memory every target keeps after the planned placements.
+    pub headroom_bytes: V<u64>,
+    /// Migrations at once out of one host.
+    pub max_parallel_per_source: V<u32>,
+    /// Migrations at once into one host.
+    pub max_parallel_per_target: V<u32>,
+    /// Scrape job of the exporters (for `up{job=...}`).
+    pub prometheus_job: V<String>,
+    /// Timeout of one Prometheus query.
+    pub prometheus_timeout: V<Dur>,
+    /// Longest wait between retries while Prometheus is unreachable.
+    pub retry_max_backoff: V<Dur>,
+    /// Largest accepted request body.
+    pub body_limit_bytes: V<u64>,
+    pub executor: ExecutorConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            hosts: V(vec![]),
+            headroom_bytes: V(512 << 20),
+            max_parallel_per_source: V(2),
+            max_parallel_per_target: V(1),
+            prometheus_job: V("xentinel".into()),
+            prometheus_timeout: V(Dur(Duration::from_secs(5))),
+            retry_max_backoff: V(Dur(Duration::from_secs(30))),
+            body_limit_bytes: V(1 << 20),
+            executor: ExecutorConfig::default(),
+        }
+    }
+}
+
+/// `webhook.executor:` — the command that migrates a domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ExecutorConfig {
+    /// argv template; `{domain}`, `{source}`, `{target}` are replaced inside each element.
+    pub command: V<Vec<String>>,
+    /// argv template answering "is `{domain}` on `{host}`?" by its exit status (0 = yes).
+    pub locate_command: V<Vec<String>>,
+    /// A migration running longer is killed and its step fails.
+    pub timeout: V<Dur>,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            command: V(crate::migration::executor::DEFAULT_COMMAND
+                .map(String::from)
+                .to_vec()),
+            locate_command: V(crate::migration::executor::DEFAULT_LOCATE
+                .map(String::from)
+                .to_vec()),
+            timeout: V(Dur(Duration::from_secs(600))),
         }
     }
 }
@@ -414,6 +480,25 @@ bogus: 1
         );
         assert!(errs[1].message.contains("invalid duration"));
         assert_eq!(errs[3].message, "unknown field");
+    }
+
+    #[test]
+    fn webhook_section_reports_located_errors() {
+        let text = "webhook:\n  headroom_bytes: lots\n  executor:\n    timeout: forever\n    comand: [x]\n";
+        let errs = load_str(text, "w.yml").unwrap_err().0;
+        let got: Vec<_> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (2, "webhook.headroom_bytes"),
+                (4, "webhook.executor.timeout"),
+                (5, "webhook.executor.comand"),
+            ],
+            "{errs:#?}"
+        );
+        let ok = load_str("webhook:\n  executor:\n    command: [sh, -c, x]\n", "w").unwrap();
+        assert_eq!(ok.webhook.executor.command.0, ["sh", "-c", "x"]);
+        assert_eq!(*ok.webhook.headroom_bytes, 512 << 20);
     }
 
     #[test]

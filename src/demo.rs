@@ -111,6 +111,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             signals::shutdown(),
         )));
     }
+    if args.webhook {
+        crate::migration::spawn_for_demo(shared.clone(), &args).await?;
+    }
     println!(
         "xentinel demo: {} simulated Xen hosts (seed {}, speed x{})",
         hosts.len(),

@@ -13,6 +13,7 @@ pub mod guest;
 pub mod guest_agent;
 pub mod http;
 pub mod log;
+pub mod migration;
 pub mod model;
 pub mod render;
 pub mod signals;

@@ -2,8 +2,10 @@
 //! and only part of it.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod dashboards;
 pub mod proc;
 pub mod prom_text;
 pub mod scrape;
+pub mod webhook;
 pub mod xenstored;
