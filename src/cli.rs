@@ -173,6 +173,11 @@ pub struct DemoArgs {
     #[arg(long = "webhook")]
     pub webhook: bool,
 
+    /// Never run the webhook, even with the stack: alerts fire and nothing acts
+    /// (the paper's "no reaction" case).
+    #[arg(long = "no-webhook", conflicts_with = "webhook")]
+    pub no_webhook: bool,
+
     /// Run real Prometheus and Alertmanager beside the cluster (with the shipped rules and
     /// routing, fast intervals) and the webhook: `auto` does it when both are on PATH.
     #[arg(long = "stack", value_enum, default_value = "auto")]

@@ -30,8 +30,8 @@ pub fn spawn_stepper(cluster: SharedCluster, mut scenario: Scenario, tick: Durat
             let now = c.now();
             for a in scenario.apply_due(&mut c, now) {
                 match &a.result {
-                    Ok(()) => log::info!("scenario at {:?}: {:?}", a.at, a.action),
-                    Err(e) => log::warn!("scenario at {:?}: {:?} failed: {e}", a.at, a.action),
+                    Ok(()) => log::info!("scenario at {:?}: {}", a.at, a.action),
+                    Err(e) => log::warn!("scenario at {:?}: {} failed: {e}", a.at, a.action),
                 }
             }
         }
@@ -106,6 +106,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let local = listener.local_addr()?;
         targets.push((host.clone(), local.to_string()));
         let router = http::router(collector, "/metrics", &format!("xentinel demo host {host}"));
+        // A killed host's exporter dies with it: Prometheus sees `up == 0`.
+        let (c, name) = (shared.clone(), host.clone());
+        let router = router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let alive = c
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .host(&name)
+                    .is_some_and(|h| h.alive);
+                async move {
+                    if alive {
+                        next.run(req).await
+                    } else {
+                        use axum::response::IntoResponse;
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "host is down\n",
+                        )
+                            .into_response()
+                    }
+                }
+            },
+        ));
         servers.push(tokio::spawn(http::serve(
             listener,
             router,
@@ -126,7 +149,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let prom_url = stack_bins
         .as_ref()
         .map(|_| format!("http://{}", args.prometheus_address));
-    let webhook = if args.webhook || stack_bins.is_some() {
+    let webhook = if !args.no_webhook && (args.webhook || stack_bins.is_some()) {
         Some(crate::migration::spawn_for_demo(shared.clone(), &args, prom_url.clone()).await?)
     } else {
         None
@@ -153,9 +176,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             st.alertmanager_url,
             st.dir.display()
         );
-        if let Some(w) = &webhook {
-            narrator::spawn(st.prometheus_url.clone(), w.db_path.clone(), shared.clone());
-        }
+        narrator::spawn(
+            st.prometheus_url.clone(),
+            webhook.as_ref().map(|w| w.db_path.clone()),
+            shared.clone(),
+        );
         _stack = Some(st);
     } else if args.stack == StackMode::Auto {
         println!(
