@@ -127,6 +127,17 @@ pub struct EvacuateArgs {
 /// First port of the demo's exporters; host i listens on this + i.
 pub const DEFAULT_DEMO_BASE_PORT: u16 = 10031;
 
+/// Whether the demo runs Prometheus and Alertmanager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StackMode {
+    /// When `prometheus` and `alertmanager` are on PATH.
+    Auto,
+    /// Always; fail when they are missing.
+    On,
+    /// Never: the exporters (and `--webhook`, if asked) alone.
+    Off,
+}
+
 /// Flags of `xentinel demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -162,8 +173,30 @@ pub struct DemoArgs {
     #[arg(long = "webhook")]
     pub webhook: bool,
 
+    /// Never run the webhook, even with the stack: alerts fire and nothing acts
+    /// (the paper's "no reaction" case).
+    #[arg(long = "no-webhook", conflicts_with = "webhook")]
+    pub no_webhook: bool,
+
+    /// Run real Prometheus and Alertmanager beside the cluster (with the shipped rules and
+    /// routing, fast intervals) and the webhook: `auto` does it when both are on PATH.
+    #[arg(long = "stack", value_enum, default_value = "auto")]
+    pub stack: StackMode,
+
+    /// With the stack: Prometheus' listen address.
+    #[arg(long = "stack.prometheus-address", default_value = "127.0.0.1:10090")]
+    pub prometheus_address: String,
+
+    /// With the stack: Alertmanager's listen address.
+    #[arg(long = "stack.alertmanager-address", default_value = "127.0.0.1:10093")]
+    pub alertmanager_address: String,
+
+    /// With the stack: scrape and rule-evaluation interval.
+    #[arg(long = "stack.interval", default_value = "1s", value_parser = crate::config::parse_duration)]
+    pub stack_interval: std::time::Duration,
+
     /// With `--webhook`: its listen address.
-    #[arg(long = "webhook.listen-address", default_value_t = format!(":{DEFAULT_WEBHOOK_PORT}"))]
+    #[arg(long = "webhook.listen-address", default_value_t = format!("127.0.0.1:{DEFAULT_WEBHOOK_PORT}"))]
     pub webhook_listen_address: String,
 
     /// With `--webhook`: the bearer token file; default: a new random token in a temp dir (printed).

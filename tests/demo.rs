@@ -36,6 +36,8 @@ fn demo_serves_every_host_and_follows_a_migration() {
     let child = Command::new(bin())
         .args([
             "demo",
+            "--stack",
+            "off",
             "--speed",
             "10",
             "--base-port",

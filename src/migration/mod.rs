@@ -226,32 +226,48 @@ fn random_token() -> anyhow::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// `xentinel demo --webhook`: the webhook in the demo's process, on its cluster.
-pub async fn spawn_for_demo(cluster: SharedCluster, a: &DemoArgs) -> anyhow::Result<()> {
+/// Where the demo's webhook listens and keeps its state.
+#[derive(Debug, Clone)]
+pub struct DemoWebhook {
+    /// `host:port` it listens on.
+    pub addr: String,
+    /// Its bearer token file, unless it runs without auth.
+    pub token_file: Option<PathBuf>,
+    /// Its SQLite job log.
+    pub db_path: PathBuf,
+}
+
+/// `xentinel demo --webhook`: the webhook in the demo's process, on its
+/// cluster; it plans from `prometheus_url` when given, else from the model.
+pub async fn spawn_for_demo(
+    cluster: SharedCluster,
+    a: &DemoArgs,
+    prometheus_url: Option<String>,
+) -> anyhow::Result<DemoWebhook> {
     let dir = std::env::temp_dir().join(format!("xentinel-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let token = if a.webhook_insecure_no_auth {
-        None
+    let (token, token_file) = if a.webhook_insecure_no_auth {
+        (None, None)
     } else if let Some(p) = &a.webhook_token_file {
-        Some(read_token(p)?)
+        (Some(read_token(p)?), Some(p.clone()))
     } else {
         let p = dir.join("webhook.token");
         std::fs::write(&p, random_token()? + "\n")?;
         println!("webhook bearer token file: {}", p.display());
-        Some(read_token(&p)?)
+        (Some(read_token(&p)?), Some(p))
     };
     let m = MigrationArgs {
         config_file: None,
-        prometheus_url: None,
+        prometheus_url,
         executor: ExecutorKind::Sim,
         db_path: dir.join("jobs.sqlite"),
         dry_run: false,
     };
     let (router, _) = start(&m, &WebhookConfig::default(), token, Some(cluster))?;
     let listener = http::bind(&a.webhook_listen_address).await?;
+    let addr = listener.local_addr()?.to_string();
     println!(
-        "migration webhook: http://{}/alerts (job log {})",
-        listener.local_addr()?,
+        "migration webhook: http://{addr}/alerts (job log {})",
         m.db_path.display()
     );
     tokio::spawn(async move {
@@ -260,5 +276,9 @@ pub async fn spawn_for_demo(cluster: SharedCluster, a: &DemoArgs) -> anyhow::Res
             log::error!("webhook: {e}");
         }
     });
-    Ok(())
+    Ok(DemoWebhook {
+        addr,
+        token_file,
+        db_path: m.db_path,
+    })
 }

@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cli::DemoArgs;
+mod narrator;
+
+use crate::cli::{DemoArgs, StackMode};
 use crate::collector::Collector;
 use crate::guest::Rejections;
 use crate::sim::{Cluster, ClusterSpec, Scenario, SimSource};
@@ -28,8 +30,8 @@ pub fn spawn_stepper(cluster: SharedCluster, mut scenario: Scenario, tick: Durat
             let now = c.now();
             for a in scenario.apply_due(&mut c, now) {
                 match &a.result {
-                    Ok(()) => log::info!("scenario at {:?}: {:?}", a.at, a.action),
-                    Err(e) => log::warn!("scenario at {:?}: {:?} failed: {e}", a.at, a.action),
+                    Ok(()) => log::info!("scenario at {:?}: {}", a.at, a.action),
+                    Err(e) => log::warn!("scenario at {:?}: {} failed: {e}", a.at, a.action),
                 }
             }
         }
@@ -120,6 +122,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let local = listener.local_addr()?;
         targets.push((host.clone(), local.to_string()));
         let router = http::router(collector, "/metrics", &format!("xentinel demo host {host}"));
+        // A killed host's exporter dies with it: Prometheus sees `up == 0`.
+        let (c, name) = (shared.clone(), host.clone());
+        let router = router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let alive = c
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .host(&name)
+                    .is_some_and(|h| h.alive);
+                async move {
+                    if alive {
+                        next.run(req).await
+                    } else {
+                        use axum::response::IntoResponse;
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "host is down\n",
+                        )
+                            .into_response()
+                    }
+                }
+            },
+        ));
         servers.push(tokio::spawn(http::serve(
             listener,
             router,
@@ -127,8 +152,58 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             signals::shutdown(),
         )));
     }
-    if args.webhook {
-        crate::migration::spawn_for_demo(shared.clone(), &args).await?;
+    let stack_bins = match args.stack {
+        StackMode::Off => None,
+        StackMode::Auto => crate::stack::binaries(),
+        StackMode::On => Some(crate::stack::binaries().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--stack on: prometheus and alertmanager are not on PATH \
+                 (Debian: apt-get install prometheus prometheus-alertmanager)"
+            )
+        })?),
+    };
+    let prom_url = stack_bins
+        .as_ref()
+        .map(|_| format!("http://{}", args.prometheus_address));
+    let webhook = if !args.no_webhook && (args.webhook || stack_bins.is_some()) {
+        Some(crate::migration::spawn_for_demo(shared.clone(), &args, prom_url.clone()).await?)
+    } else {
+        None
+    };
+    // Kept alive until the demo ends: dropping it stops Prometheus and Alertmanager.
+    let mut _stack = None;
+    if stack_bins.is_some() {
+        let dir = std::env::temp_dir().join(format!("xentinel-demo-{}/stack", std::process::id()));
+        let spec = crate::stack::StackSpec {
+            exporters: targets.clone(),
+            webhook: webhook.as_ref().map(|w| w.addr.clone()),
+            token_file: webhook.as_ref().and_then(|w| w.token_file.clone()),
+            prometheus_addr: args.prometheus_address.clone(),
+            alertmanager_addr: args.alertmanager_address.clone(),
+            interval: args.stack_interval,
+        };
+        let st = crate::stack::start(&spec, &dir).await?;
+        println!(
+            "prometheus:   {}  (alerts: {}/alerts)",
+            st.prometheus_url, st.prometheus_url
+        );
+        println!(
+            "alertmanager: {}  (config and logs in {})",
+            st.alertmanager_url,
+            st.dir.display()
+        );
+        narrator::spawn(
+            st.prometheus_url.clone(),
+            webhook.as_ref().map(|w| w.db_path.clone()),
+            shared.clone(),
+        );
+        _stack = Some(st);
+    } else if args.stack == StackMode::Auto {
+        println!(
+            "prometheus and alertmanager are not on PATH: running the exporters alone \
+             (Debian: apt-get install prometheus prometheus-alertmanager, then run the demo again \
+             for the whole loop: alert -> webhook -> migrations)"
+        );
     }
     println!(
         "xentinel demo: {} simulated Xen hosts (seed {}, speed x{})",
