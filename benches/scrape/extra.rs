@@ -195,6 +195,12 @@ pub fn bench_webhook(bin: &Path, logs: &Path) -> String {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let mut args = args;
+    // Newer binaries start Prometheus and Alertmanager beside the demo when
+    // they are on PATH: this run wants the webhook alone.
+    if binary_has(bin, &["demo", "--help"], "--stack") {
+        args.extend(["--stack".to_string(), "off".to_string()]);
+    }
     let log = logs.join("webhook-demo.log");
     let tmp = logs.display().to_string();
     let mut p = Proc::spawn(
