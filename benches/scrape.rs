@@ -10,7 +10,8 @@
 //! bench, `target/release/xentinel`), `NODE_EXPORTER` (default:
 //! `/usr/bin/prometheus-node-exporter`), `XENTINEL_BENCH_QUICK=1` (fewer
 //! scrapes, 5 s concurrency: a smoke run that does not write the doc),
-//! `XENTINEL_BENCH_ONLY=renderers|webhook|heartbeat` (only that part),
+//! `XENTINEL_BENCH_ONLY=renderers|webhook|heartbeat` (only that part;
+//! `XENTINEL_BENCH_DOMAINS` sets the renderers' snapshot size, default 1,000),
 //! `XENTINEL_BENCH_DOC` (where to write the report).
 
 #[path = "scrape/client.rs"]
@@ -604,6 +605,9 @@ fn main() {
     );
     println!("{md}");
 
+    // The children's logs are only needed when something failed (a panic
+    // skips this and leaves them for reading).
+    let _ = std::fs::remove_dir_all(&logs);
     if quick {
         eprintln!("bench: quick run, docs/benchmarks.md left alone");
         return;
