@@ -10,6 +10,7 @@ pub mod config;
 pub mod exporter;
 pub mod guest;
 pub mod guest_agent;
+pub mod heartbeat;
 pub mod http;
 pub mod log;
 pub mod model;
