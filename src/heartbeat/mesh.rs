@@ -1,4 +1,5 @@
 //! The heartbeat task: ONE UDP socket and ONE tokio task for every peer.
+//! The exporter runs it on a thread of its own ([`Heartbeat::start_on_thread`]).
 //!
 //! A `tokio::time::interval` tick sends a ping to each peer and counts as
 //! lost the pings older than the loss timeout; `recv_from` takes both the
@@ -123,18 +124,50 @@ impl Heartbeat {
         cfg: MeshConfig,
         peers: watch::Receiver<Vec<PeerSpec>>,
     ) -> std::io::Result<Heartbeat> {
-        let local = sock.local_addr()?;
-        let shared = Arc::new(Shared {
-            cfg,
-            state: Mutex::new(State {
-                peers: BTreeMap::new(),
-                rejected: [0; Reject::ALL.len()],
+        let hb = Heartbeat::new(sock.local_addr()?, cfg);
+        tokio::spawn(run(sock, hb.shared.clone(), peers));
+        Ok(hb)
+    }
+
+    /// Like [`Heartbeat::start`], but the task runs on a thread of its own
+    /// (a current-thread runtime), so scrapes and sources that block their
+    /// worker for a while never delay a pong or an RTT timestamp.
+    pub fn start_on_thread(
+        sock: std::net::UdpSocket,
+        cfg: MeshConfig,
+        peers: watch::Receiver<Vec<PeerSpec>>,
+    ) -> std::io::Result<Heartbeat> {
+        sock.set_nonblocking(true)?;
+        let hb = Heartbeat::new(sock.local_addr()?, cfg);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let shared = hb.shared.clone();
+        std::thread::Builder::new()
+            .name("xentinel-heartbeat".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    match UdpSocket::from_std(sock) {
+                        Ok(sock) => run(sock, shared, peers).await,
+                        Err(e) => log::error!("heartbeat socket: {e}"),
+                    }
+                })
+            })?;
+        Ok(hb)
+    }
+
+    fn new(local: SocketAddr, cfg: MeshConfig) -> Heartbeat {
+        Heartbeat {
+            shared: Arc::new(Shared {
+                cfg,
+                state: Mutex::new(State {
+                    peers: BTreeMap::new(),
+                    rejected: [0; Reject::ALL.len()],
+                }),
+                control: Arc::default(),
+                local,
             }),
-            control: Arc::default(),
-            local,
-        });
-        tokio::spawn(run(sock, shared.clone(), peers));
-        Ok(Heartbeat { shared })
+        }
     }
 
     /// The address the socket is bound to.

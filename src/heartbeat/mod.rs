@@ -89,8 +89,6 @@ pub fn start(cfg: &HeartbeatConfig) -> anyhow::Result<Heartbeat> {
     let key = cfg.key_file.as_deref().map(read_key).transpose()?;
     let std_sock = std::net::UdpSocket::bind(listen)
         .with_context(|| format!("cannot listen for heartbeats on {listen}"))?;
-    std_sock.set_nonblocking(true)?;
-    let sock = tokio::net::UdpSocket::from_std(std_sock)?;
     let name = cfg
         .name
         .as_ref()
@@ -128,5 +126,5 @@ pub fn start(cfg: &HeartbeatConfig) -> anyhow::Result<Heartbeat> {
             ", no key"
         }
     );
-    Ok(Heartbeat::start(sock, mesh, rx)?)
+    Ok(Heartbeat::start_on_thread(std_sock, mesh, rx)?)
 }

@@ -2,5 +2,6 @@
 //! and only part of it.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod scrape;
 pub mod xenstored;
