@@ -122,6 +122,7 @@ pub struct Config {
     pub heartbeat: HeartbeatConfig,
     /// Domain service probes named in the file (xenstore may name more).
     pub probes: V<Vec<ProbeConfig>>,
+    pub webhook: WebhookConfig,
 }
 
 /// `exporter:` — how the exporter collects.
@@ -459,6 +460,71 @@ impl Default for WarningsConfig {
     }
 }
 
+/// `webhook:` — the migration webhook and `xentinel evacuate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WebhookConfig {
+    /// Known hosts; when empty, the inventory's hosts (Prometheus or the sim) are the known ones.
+    pub hosts: V<Vec<String>>,
+    /// Free memory every target keeps after the planned placements.
+    pub headroom_bytes: V<u64>,
+    /// Migrations at once out of one host.
+    pub max_parallel_per_source: V<u32>,
+    /// Migrations at once into one host.
+    pub max_parallel_per_target: V<u32>,
+    /// Scrape job of the exporters (for `up{job=...}`).
+    pub prometheus_job: V<String>,
+    /// Timeout of one Prometheus query.
+    pub prometheus_timeout: V<Dur>,
+    /// Longest wait between retries while Prometheus is unreachable.
+    pub retry_max_backoff: V<Dur>,
+    /// Largest accepted request body.
+    pub body_limit_bytes: V<u64>,
+    pub executor: ExecutorConfig,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            hosts: V(vec![]),
+            headroom_bytes: V(512 << 20),
+            max_parallel_per_source: V(2),
+            max_parallel_per_target: V(1),
+            prometheus_job: V("xentinel".into()),
+            prometheus_timeout: V(Dur(Duration::from_secs(5))),
+            retry_max_backoff: V(Dur(Duration::from_secs(30))),
+            body_limit_bytes: V(1 << 20),
+            executor: ExecutorConfig::default(),
+        }
+    }
+}
+
+/// `webhook.executor:` — the command that migrates a domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ExecutorConfig {
+    /// argv template; `{domain}`, `{source}`, `{target}` are replaced inside each element.
+    pub command: V<Vec<String>>,
+    /// argv template answering "is `{domain}` on `{host}`?" by its exit status (0 = yes).
+    pub locate_command: V<Vec<String>>,
+    /// A migration running longer is killed and its step fails.
+    pub timeout: V<Dur>,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            command: V(crate::migration::executor::DEFAULT_COMMAND
+                .map(String::from)
+                .to_vec()),
+            locate_command: V(crate::migration::executor::DEFAULT_LOCATE
+                .map(String::from)
+                .to_vec()),
+            timeout: V(Dur(Duration::from_secs(600))),
+        }
+    }
+}
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
@@ -497,8 +563,15 @@ impl std::error::Error for ConfigErrors {}
 
 /// Loads a file; `None` gives the defaults.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    load_yaml(path)
+}
+
+/// Loads any YAML file whose leaves are [`V`]s; `None` gives `T::default()`.
+pub fn load_yaml<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+) -> Result<T, ConfigErrors> {
     let Some(path) = path else {
-        return Ok(Config::default());
+        return Ok(T::default());
     };
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -510,12 +583,12 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
             message: format!("cannot read: {e}"),
         }])
     })?;
-    load_str(&text, &name)
+    parse_yaml(&text, &name)
 }
 
 /// Parses configuration text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
-    load_checked(text, file, |cfg: &Config| {
+    parse_checked(text, file, |cfg: &Config| {
         let mut errs = check_peers(text, file, "heartbeat.peers", &cfg.heartbeat.peers);
         for (i, p) in cfg.probes.iter().enumerate() {
             if p.domain.is_empty() || *p.target == ProbeTarget::Invalid {
@@ -570,14 +643,16 @@ fn item_error(text: &str, file: &str, path: &str, i: usize, message: &str) -> Co
     }
 }
 
-/// Parses any YAML document made of [`V`] leaves (the configuration, a peers
-/// file) and reports every bad value and unknown key at once.
-pub fn load_yaml<T: DeserializeOwned + Default>(text: &str, file: &str) -> Result<T, ConfigErrors> {
-    load_checked(text, file, |_| vec![])
+/// Parses YAML text into `T`, collecting every error; `file` names it in errors.
+pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+    file: &str,
+) -> Result<T, ConfigErrors> {
+    parse_checked(text, file, |_| vec![])
 }
 
-/// [`load_yaml`] plus the checks of `check` on what parsed, all reported together.
-pub fn load_checked<T: DeserializeOwned + Default>(
+/// [`parse_yaml`] plus the checks of `check` on what parsed, all reported together.
+pub fn parse_checked<T: DeserializeOwned + Default>(
     text: &str,
     file: &str,
     check: impl FnOnce(&T) -> Vec<ConfigError>,
@@ -585,7 +660,8 @@ pub fn load_checked<T: DeserializeOwned + Default>(
     ERRORS.with(|e| e.borrow_mut().clear());
     let mut unknown = Vec::new();
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let parsed: Result<T, _> = serde_ignored::deserialize(de, |p| unknown.push(p.to_string()));
+    let parsed: Result<T, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(p.to_string().replace(".?", "")));
     let mut errors: Vec<ConfigError> = ERRORS
         .with(|e| std::mem::take(&mut *e.borrow_mut()))
         .iter()
@@ -807,6 +883,25 @@ bogus: 1
         );
         assert!(errs[1].message.contains("invalid duration"));
         assert_eq!(errs[3].message, "unknown field");
+    }
+
+    #[test]
+    fn webhook_section_reports_located_errors() {
+        let text = "webhook:\n  headroom_bytes: lots\n  executor:\n    timeout: forever\n    comand: [x]\n";
+        let errs = load_str(text, "w.yml").unwrap_err().0;
+        let got: Vec<_> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (2, "webhook.headroom_bytes"),
+                (4, "webhook.executor.timeout"),
+                (5, "webhook.executor.comand"),
+            ],
+            "{errs:#?}"
+        );
+        let ok = load_str("webhook:\n  executor:\n    command: [sh, -c, x]\n", "w").unwrap();
+        assert_eq!(ok.webhook.executor.command.0, ["sh", "-c", "x"]);
+        assert_eq!(*ok.webhook.headroom_bytes, 512 << 20);
     }
 
     #[test]

@@ -82,11 +82,16 @@ pub fn apply_flags(cfg: &mut Config, args: &ExporterArgs) -> anyhow::Result<()> 
 pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
     let mut cfg = config::load(args.config_file.as_deref())?;
     apply_flags(&mut cfg, &args)?;
+    let sec = crate::webconfig::load(args.web_config_file.as_deref())?;
     let kind = args.source.or(*cfg.exporter.source).unwrap_or_default();
     let rej = Arc::new(Rejections::default());
     let sources = match kind {
         SourceKind::Xen => xen_sources(&cfg, args.libxenstat.as_deref(), &rej)?,
-        SourceKind::Sim => anyhow::bail!("the sim source lands with the simulator"),
+        SourceKind::Sim => {
+            let mut v = crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?;
+            v.extend(network_sources(&cfg)?);
+            v
+        }
         SourceKind::None => {
             let mut v: Vec<Box<dyn Source>> = vec![Box::new(HostSource::new(cfg.warnings.clone()))];
             v.extend(network_sources(&cfg)?);
@@ -105,5 +110,5 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
         args.telemetry_path
     );
     let router = http::router(collector, &args.telemetry_path, "xentinel exporter");
-    http::serve(listener, router, signals::shutdown()).await
+    http::serve(listener, router, sec.clone(), signals::shutdown()).await
 }

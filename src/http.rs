@@ -6,13 +6,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::collector::Collector;
 use crate::render;
+use crate::webconfig::WebSecurity;
 
 struct App {
     collector: Arc<Collector>,
@@ -75,14 +78,75 @@ pub async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves, with the TLS and
+/// basic auth of `sec` (the `--web.config.file`) when it has them.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    sec: WebSecurity,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    let router = match sec.basic_auth {
+        Some(auth) => router.layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let auth = auth.clone();
+                async move {
+                    let hdr = req
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    if auth.check(hdr) {
+                        next.run(req).await
+                    } else {
+                        (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::WWW_AUTHENTICATE, "Basic realm=\"xentinel\"")],
+                            "unauthorized\n",
+                        )
+                            .into_response()
+                    }
+                }
+            },
+        )),
+        None => router,
+    };
+    let Some(tls) = sec.tls else {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        return Ok(());
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let tls = tls.clone();
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return log::debug!("TLS handshake with {peer} failed: {e}"),
+                    Err(_) => return log::debug!("TLS handshake with {peer} timed out"),
+                };
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await
+            {
+                log::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
 }

@@ -22,6 +22,9 @@ fn main() {
         match cli.command {
             Command::Exporter(a) => xentinel::exporter::run(a).await,
             Command::GuestAgent(a) => xentinel::guest_agent::run(a.interval, a.probe, a.once).await,
+            Command::Demo(a) => xentinel::demo::run(a).await,
+            Command::Webhook(a) => xentinel::migration::run_webhook(a).await,
+            Command::Evacuate(a) => xentinel::migration::evacuate::run(a).await,
         }
     });
     if let Err(e) = res {

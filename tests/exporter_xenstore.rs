@@ -42,7 +42,12 @@ fn exporter(xsd: &TestXenstored) -> Exporter {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let router = xentinel::http::router(c, "/metrics", "test");
-        tokio::spawn(xentinel::http::serve(l, router, std::future::pending()));
+        tokio::spawn(xentinel::http::serve(
+            l,
+            router,
+            Default::default(),
+            std::future::pending(),
+        ));
         addr
     });
     Exporter { addr, _rt: rt }
@@ -125,10 +130,43 @@ fn domains_appear_rename_and_vanish_without_stale_series() {
     // A migration as libxl does it: the domain arrives as `<name>--incoming`
     // under a new domid and is renamed when done; the old domid goes away.
     xsd.introduce_domain(3, "web-renamed--incoming", U1, 512 * 1024);
+    std::thread::sleep(Duration::from_millis(300));
     xsd.write("/local/domain/1/name", "web-renamed--migratedaway");
     xsd.release_domain(1);
     xsd.write("/local/domain/3/name", "web-renamed");
-    let (_, s) = scrape(&e);
+    // The rename is seen by a watch, asynchronously: wait for it to be timed.
+    let mut s = scrape(&e).1;
+    for _ in 0..50 {
+        if value(
+            &s,
+            "xen_domain_migration_duration_seconds_count",
+            &[("direction", "incoming")],
+        )
+        .is_some()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        s = scrape(&e).1;
+    }
+    assert_eq!(
+        value(
+            &s,
+            "xen_domain_migration_duration_seconds_count",
+            &[("direction", "incoming")]
+        ),
+        Some(1.0)
+    );
+    let took = value(
+        &s,
+        "xen_domain_migration_duration_seconds_sum",
+        &[("direction", "incoming")],
+    )
+    .unwrap();
+    assert!(
+        (0.3..5.0).contains(&took),
+        "incoming migration took {took} s"
+    );
     assert_eq!(names(&s), ["Domain-0", "web-renamed"]);
     assert_eq!(
         value(

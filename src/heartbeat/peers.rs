@@ -31,7 +31,7 @@ pub struct PeerSources {
 
 /// Parses a peers file's text.
 pub fn parse_file(text: &str, file: &str) -> Result<Vec<PeerConfig>, config::ConfigErrors> {
-    config::load_checked(text, file, |list: &Vec<PeerConfig>| {
+    config::parse_checked(text, file, |list: &Vec<PeerConfig>| {
         config::check_peers(text, file, "", list)
     })
 }
@@ -183,7 +183,7 @@ mod tests {
         )
         .unwrap();
         let fixed: Vec<PeerConfig> =
-            config::load_yaml("- name: a\n  address: 127.0.0.1:7000\n", "f").unwrap();
+            config::parse_yaml("- name: a\n  address: 127.0.0.1:7000\n", "f").unwrap();
         let (tx, mut rx) = watch::channel(vec![]);
         tokio::spawn(feed(
             PeerSources {

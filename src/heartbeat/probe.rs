@@ -304,7 +304,7 @@ mod tests {
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let silent_addr = silent.local_addr().unwrap();
         let cfg: Vec<ProbeConfig> =
-            crate::config::load_yaml(&format!("- domain: web\n  target: http://{ok}/\n"), "t")
+            crate::config::parse_yaml(&format!("- domain: web\n  target: http://{ok}/\n"), "t")
                 .unwrap();
         let src = ProbeSource::start(cfg, Duration::from_millis(100), Duration::from_millis(200));
         let mut c = Collection::default();

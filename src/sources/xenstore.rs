@@ -19,7 +19,10 @@ use xenstore_rs::{AsyncWatch, AsyncXs};
 
 use super::{BoxFuture, Source, SourceError};
 use crate::guest::{self, Rejections};
-use crate::model::{Collection, DomId, DomainMeta, WarningKind};
+use crate::model::{Collection, Direction, DomId, DomainMeta, Histogram, WarningKind};
+
+/// The UUID Xen gives dom0.
+pub const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// Requests in flight at once; the client has 32 slots.
 const CONCURRENCY: usize = 8;
@@ -42,8 +45,8 @@ pub struct XenstoreSource {
     state: Arc<tokio::sync::Mutex<State>>,
     rejections: Arc<Rejections>,
     maintenance_key: Option<String>,
-    /// Domids seen by the watches since the last scrape, to drop from the cache.
-    churn: Arc<Mutex<HashSet<DomId>>>,
+    /// Incoming migrations timed from xenstore renames.
+    migrations: Arc<Mutex<MigrationTracker>>,
     /// Longest a whole read of the tree may take before the connection is dropped.
     timeout: Duration,
 }
@@ -60,7 +63,7 @@ impl XenstoreSource {
             state: Arc::default(),
             rejections,
             maintenance_key: maintenance_key.filter(|k| !k.is_empty()),
-            churn: Arc::default(),
+            migrations: Arc::default(),
             timeout,
         }
     }
@@ -76,20 +79,37 @@ impl XenstoreSource {
         })?;
         for special in ["@introduceDomain", "@releaseDomain"] {
             let mut w = xs.watch(special).await?;
-            let churn = self.churn.clone();
+            let state = Arc::downgrade(&self.state);
             let xs2 = xs.clone();
             tokio::spawn(async move {
-                // The first event is the one xenstored sends on registration.
+                // Which domain came or went is not in the event: drop the cache
+                // entries of every domid that no longer exists, so a reused
+                // domid never inherits a gone domain's UUID.
                 while w.next().await.is_some() {
-                    // Which domain changed is not in the event: note every domid
-                    // that exists now; the scrape compares with its cache.
+                    let Some(state) = state.upgrade() else { break };
                     if let Ok(ids) = xs2.directory("/local/domain").await {
-                        let mut c = churn.lock().unwrap_or_else(|e| e.into_inner());
-                        c.extend(ids.iter().filter_map(|s| s.parse::<DomId>().ok()));
+                        let alive: HashSet<DomId> =
+                            ids.iter().filter_map(|s| s.parse().ok()).collect();
+                        state.lock().await.cache.retain(|id, _| alive.contains(id));
                     }
                 }
             });
         }
+        // Renames time the migrations libxl makes: a domain arrives named
+        // `<name>--incoming` and is renamed to `<name>` when it is done.
+        let mut w = xs.watch("/local/domain").await?;
+        let tracker = self.migrations.clone();
+        let xs2 = xs.clone();
+        tokio::spawn(async move {
+            while let Some(path) = w.next().await {
+                let Some(id) = name_path_domid(&path) else {
+                    continue;
+                };
+                let name = xs2.read(&path).await.ok();
+                let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
+                t.observe(id, name.as_deref(), std::time::Instant::now());
+            }
+        });
         Ok(xs)
     }
 
@@ -135,7 +155,6 @@ impl XenstoreSource {
             .collect();
         let alive: HashSet<DomId> = ids.iter().copied().collect();
         st.cache.retain(|id, _| alive.contains(id));
-        self.churn.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let now = unix_now();
         let cache = &st.cache;
         let results: Vec<(DomId, io::Result<(DomainMeta, Static)>)> =
@@ -161,12 +180,76 @@ impl XenstoreSource {
             }
         }
         self.rejections.retain_domains(|d| alive.contains(&d));
+        {
+            let mut t = self.migrations.lock().unwrap_or_else(|e| e.into_inner());
+            t.retain(|d| alive.contains(&d));
+            if let Some(h) = t.histogram() {
+                out.migrations.insert(Direction::Incoming, h.clone());
+            }
+        }
         if let Some(key) = &self.maintenance_key {
             let on = opt(xs.read(key).await)?.is_some_and(|v| v.trim() == "1");
             out.warn(WarningKind::Maintenance, on);
         }
         Ok(())
     }
+}
+
+/// Bucket bounds of `xen_domain_migration_duration_seconds`.
+pub const MIGRATION_BUCKETS: [f64; 12] = [
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Suffix libxl gives a domain while it is being received.
+const INCOMING: &str = "--incoming";
+
+/// Times incoming migrations from the names libxl writes.
+#[derive(Debug, Default)]
+pub struct MigrationTracker {
+    arriving: HashMap<DomId, std::time::Instant>,
+    done: Option<Histogram>,
+}
+
+impl MigrationTracker {
+    /// Notes a domain's (new) name at `now`: `<x>--incoming` starts a timer,
+    /// any other name for a timed domid ends it.
+    pub fn observe(&mut self, id: DomId, name: Option<&str>, now: std::time::Instant) {
+        match name {
+            Some(n) if n.ends_with(INCOMING) => {
+                self.arriving.entry(id).or_insert(now);
+            }
+            Some(_) => {
+                if let Some(start) = self.arriving.remove(&id) {
+                    let h = self
+                        .done
+                        .get_or_insert_with(|| Histogram::new(&MIGRATION_BUCKETS));
+                    h.observe(now.duration_since(start).as_secs_f64());
+                }
+            }
+            // Gone before it was renamed: a failed migration, not timed.
+            None => {
+                self.arriving.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets arrivals of domains that no longer exist.
+    pub fn retain(&mut self, alive: impl Fn(DomId) -> bool) {
+        self.arriving.retain(|d, _| alive(*d));
+    }
+
+    /// Completed incoming migrations, once there has been one.
+    pub fn histogram(&self) -> Option<&Histogram> {
+        self.done.as_ref()
+    }
+}
+
+/// The domid of a `/local/domain/<id>/name` path.
+fn name_path_domid(path: &str) -> Option<DomId> {
+    path.strip_prefix("/local/domain/")?
+        .strip_suffix("/name")?
+        .parse()
+        .ok()
 }
 
 /// Turns ENOENT into `None`.
@@ -212,7 +295,12 @@ async fn read_domain(
         Some(s) => s,
         None => {
             let vm = opt(xs.read(&format!("{home}/vm")).await)?;
-            let uuid = vm.as_deref().and_then(uuid_from_vm_path);
+            // xen-init-dom0 may leave dom0 without a `vm` path; Xen's handle
+            // for dom0 is the all-zero UUID, which is what `xl list -l` shows.
+            let uuid = vm
+                .as_deref()
+                .and_then(uuid_from_vm_path)
+                .or_else(|| (id == 0).then(|| DOM0_UUID.to_string()));
             let static_max = opt(xs.read(&format!("{home}/memory/static-max")).await)?;
             Static {
                 uuid,
@@ -260,6 +348,23 @@ impl Source for XenstoreSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renames_time_incoming_migrations() {
+        let t0 = std::time::Instant::now();
+        let mut t = MigrationTracker::default();
+        t.observe(4, Some("web--incoming"), t0);
+        t.observe(4, Some("web--incoming"), t0 + Duration::from_secs(1));
+        t.observe(4, Some("web"), t0 + Duration::from_secs(7));
+        t.observe(5, Some("db"), t0);
+        t.observe(6, Some("x--incoming"), t0);
+        t.observe(6, None, t0 + Duration::from_secs(3));
+        let h = t.histogram().unwrap();
+        assert_eq!(h.count, 1);
+        assert_eq!(h.sum, 7.0);
+        assert_eq!(name_path_domid("/local/domain/12/name"), Some(12));
+        assert_eq!(name_path_domid("/local/domain/12/data/name"), None);
+    }
 
     #[test]
     fn uuids_come_from_vm_paths_only_when_well_formed() {

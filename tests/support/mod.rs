@@ -2,6 +2,10 @@
 //! and only part of it.
 #![allow(dead_code)]
 
+pub mod alertmanager;
+pub mod dashboards;
 pub mod netns;
+pub mod proc;
 pub mod scrape;
+pub mod webhook;
 pub mod xenstored;

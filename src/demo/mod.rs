@@ -1,0 +1,187 @@
+//! `xentinel demo`: the modelled cluster in real time, one exporter endpoint
+//! per simulated host, each served by the same collector and renderer as a
+//! real Xen host. Also the runner behind `xentinel exporter --source sim`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+mod narrator;
+
+use crate::cli::{DemoArgs, StackMode};
+use crate::collector::Collector;
+use crate::guest::Rejections;
+use crate::sim::{Cluster, Scenario, SimSource};
+use crate::sources::Source;
+use crate::{http, signals};
+
+/// A cluster shared by every simulated host's source and stepped in the background.
+pub type SharedCluster = Arc<Mutex<Cluster>>;
+
+/// Steps `cluster` every `tick` of real time by `tick × speed` of simulated
+/// time and applies the scenario's due events, logging each.
+pub fn spawn_stepper(cluster: SharedCluster, mut scenario: Scenario, tick: Duration, speed: f64) {
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(tick);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            let mut c = cluster.lock().unwrap_or_else(|e| e.into_inner());
+            c.step(tick.mul_f64(speed));
+            let now = c.now();
+            for a in scenario.apply_due(&mut c, now) {
+                match &a.result {
+                    Ok(()) => log::info!("scenario at {:?}: {:?}", a.at, a.action),
+                    Err(e) => log::warn!("scenario at {:?}: {:?} failed: {e}", a.at, a.action),
+                }
+            }
+        }
+    });
+}
+
+/// The sources of one simulated host (`exporter --source sim`): the default
+/// demo cluster, stepped in real time, seen from `host`.
+pub fn standalone_sources(host: &str, seed: u64) -> anyhow::Result<Vec<Box<dyn Source>>> {
+    let cluster = Cluster::default_demo(seed);
+    if cluster.host(host).is_none() {
+        let names: Vec<_> = cluster
+            .hosts()
+            .iter()
+            .map(|h| h.spec.name.clone())
+            .collect();
+        anyhow::bail!(
+            "no simulated host {host:?}; the demo cluster has {}",
+            names.join(", ")
+        );
+    }
+    let shared = Arc::new(Mutex::new(cluster));
+    spawn_stepper(
+        shared.clone(),
+        Scenario::default(),
+        Duration::from_millis(100),
+        1.0,
+    );
+    Ok(vec![Box::new(SimSource::new(shared, host))])
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let cluster = match &args.cluster {
+        Some(p) => {
+            let spec = crate::sim::ClusterSpec::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Cluster::new(spec, args.seed).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => Cluster::default_demo(args.seed),
+    };
+    let scenario = match &args.scenario {
+        Some(p) => Scenario::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None if args.no_scenario => Scenario::default(),
+        None => Scenario::default_demo(),
+    };
+    scenario
+        .check(&cluster)
+        .map_err(|e| anyhow::anyhow!("scenario: {e}"))?;
+    let hosts: Vec<String> = cluster
+        .hosts()
+        .iter()
+        .map(|h| h.spec.name.clone())
+        .collect();
+    let shared = Arc::new(Mutex::new(cluster));
+    spawn_stepper(
+        shared.clone(),
+        scenario,
+        Duration::from_millis(100),
+        args.speed,
+    );
+
+    let sec = crate::webconfig::WebSecurity::default();
+    let mut servers = Vec::new();
+    let mut targets = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let rej = Arc::new(Rejections::default());
+        let src: Vec<Box<dyn Source>> =
+            vec![Box::new(SimSource::new(shared.clone(), host.clone()))];
+        let collector = Arc::new(Collector::new(src, Duration::from_secs(5), rej));
+        let addr = format!("{}:{}", args.listen_host, args.base_port + i as u16);
+        let listener = http::bind(&addr).await?;
+        let local = listener.local_addr()?;
+        targets.push((host.clone(), local.to_string()));
+        let router = http::router(collector, "/metrics", &format!("xentinel demo host {host}"));
+        servers.push(tokio::spawn(http::serve(
+            listener,
+            router,
+            sec.clone(),
+            signals::shutdown(),
+        )));
+    }
+    let stack_bins = match args.stack {
+        StackMode::Off => None,
+        StackMode::Auto => crate::stack::binaries(),
+        StackMode::On => Some(crate::stack::binaries().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--stack on: prometheus and alertmanager are not on PATH \
+                 (Debian: apt-get install prometheus prometheus-alertmanager)"
+            )
+        })?),
+    };
+    let prom_url = stack_bins
+        .as_ref()
+        .map(|_| format!("http://{}", args.prometheus_address));
+    let webhook = if args.webhook || stack_bins.is_some() {
+        Some(crate::migration::spawn_for_demo(shared.clone(), &args, prom_url.clone()).await?)
+    } else {
+        None
+    };
+    // Kept alive until the demo ends: dropping it stops Prometheus and Alertmanager.
+    let mut _stack = None;
+    if stack_bins.is_some() {
+        let dir = std::env::temp_dir().join(format!("xentinel-demo-{}/stack", std::process::id()));
+        let spec = crate::stack::StackSpec {
+            exporters: targets.clone(),
+            webhook: webhook.as_ref().map(|w| w.addr.clone()),
+            token_file: webhook.as_ref().and_then(|w| w.token_file.clone()),
+            prometheus_addr: args.prometheus_address.clone(),
+            alertmanager_addr: args.alertmanager_address.clone(),
+            interval: args.stack_interval,
+        };
+        let st = crate::stack::start(&spec, &dir).await?;
+        println!(
+            "prometheus:   {}  (alerts: {}/alerts)",
+            st.prometheus_url, st.prometheus_url
+        );
+        println!(
+            "alertmanager: {}  (config and logs in {})",
+            st.alertmanager_url,
+            st.dir.display()
+        );
+        if let Some(w) = &webhook {
+            narrator::spawn(st.prometheus_url.clone(), w.db_path.clone(), shared.clone());
+        }
+        _stack = Some(st);
+    } else if args.stack == StackMode::Auto {
+        println!(
+            "prometheus and alertmanager are not on PATH: running the exporters alone \
+             (Debian: apt-get install prometheus prometheus-alertmanager, then run the demo again \
+             for the whole loop: alert -> webhook -> migrations)"
+        );
+    }
+    println!(
+        "xentinel demo: {} simulated Xen hosts (seed {}, speed x{})",
+        hosts.len(),
+        args.seed,
+        args.speed
+    );
+    for (host, addr) in &targets {
+        println!("  {host:<6} http://{addr}/metrics");
+    }
+    println!(
+        "\nPoint Prometheus at them with a file_sd targets file (prometheus/targets/xentinel.yml):"
+    );
+    for (host, addr) in &targets {
+        println!("- targets: ['{addr}']\n  labels: {{host: {host}}}");
+    }
+    println!("\nCtrl-C stops the demo.");
+    for s in servers {
+        s.await??;
+    }
+    Ok(())
+}

@@ -1,0 +1,573 @@
+//! The durable job log: SQLite (WAL, `synchronous=FULL`) holding jobs, their
+//! steps, and per-domain claims.
+//!
+//! Exactly-once lives here, in constraints rather than memory:
+//! `jobs UNIQUE(fingerprint, starts_at)` makes one alert one job whatever
+//! Alertmanager re-sends; `steps UNIQUE(job_id, domain)` makes one domain one
+//! step per job; `claims(domain PRIMARY KEY)` is taken in the same transaction
+//! that moves a step from `planned` to `claimed`, so two jobs never migrate one
+//! domain at once, and it is released in the transaction that ends the step.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::alert::format_rfc3339;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id            INTEGER PRIMARY KEY,
+    fingerprint   TEXT NOT NULL,
+    starts_at     TEXT NOT NULL,
+    starts_at_unix REAL NOT NULL,
+    host          TEXT NOT NULL,
+    origin        TEXT NOT NULL,
+    dry_run       INTEGER NOT NULL DEFAULT 0,
+    state         TEXT NOT NULL CHECK (state IN
+                    ('pending','waiting','running','done','failed','cancelled','planned')),
+    reason        TEXT NOT NULL DEFAULT '',
+    resolved      REAL,
+    first_start   REAL,
+    created       REAL NOT NULL,
+    updated       REAL NOT NULL,
+    UNIQUE (fingerprint, starts_at)
+);
+CREATE TABLE IF NOT EXISTS steps (
+    id            INTEGER PRIMARY KEY,
+    job_id        INTEGER NOT NULL REFERENCES jobs(id),
+    domain        TEXT NOT NULL,
+    source        TEXT NOT NULL,
+    target        TEXT,
+    memory_bytes  INTEGER NOT NULL DEFAULT 0,
+    state         TEXT NOT NULL CHECK (state IN
+                    ('planned','claimed','running','done','failed','cancelled')),
+    reason        TEXT NOT NULL DEFAULT '',
+    started       REAL,
+    ended         REAL,
+    duration      REAL,
+    downtime      REAL,
+    stderr_tail   TEXT NOT NULL DEFAULT '',
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    pid           INTEGER,
+    pid_start     TEXT,
+    UNIQUE (job_id, domain)
+);
+CREATE TABLE IF NOT EXISTS claims (
+    domain        TEXT PRIMARY KEY,
+    job_id        INTEGER NOT NULL,
+    step_id       INTEGER NOT NULL UNIQUE,
+    claimed       REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS steps_job ON steps (job_id);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+";
+
+/// States a job ends in.
+pub const FINAL_JOB_STATES: [&str; 4] = ["done", "failed", "cancelled", "planned"];
+
+/// Unix time now, in seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A job to record.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub fingerprint: String,
+    pub starts_at: String,
+    pub starts_at_unix: f64,
+    pub host: String,
+    /// `alert` or `cli`.
+    pub origin: String,
+    pub dry_run: bool,
+}
+
+/// A step to record: a domain, where it goes, or why it cannot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStep {
+    pub domain: String,
+    pub source: String,
+    pub memory_bytes: u64,
+    /// `Ok(target)` or `Err(reason it has no place)`.
+    pub target: Result<String, String>,
+}
+
+/// One job as the log and `GET /jobs/{id}` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub fingerprint: String,
+    pub starts_at: String,
+    #[serde(skip)]
+    pub starts_at_unix: f64,
+    pub host: String,
+    pub origin: String,
+    pub dry_run: bool,
+    pub state: String,
+    pub reason: String,
+    pub resolved: Option<String>,
+    pub first_start: Option<String>,
+    /// `first_start` as Unix seconds.
+    #[serde(skip)]
+    pub first_start_unix: Option<f64>,
+    pub created: String,
+    pub updated: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<Step>>,
+}
+
+/// One step of a job.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub id: i64,
+    pub job_id: i64,
+    pub domain: String,
+    pub source: String,
+    pub target: Option<String>,
+    pub memory_bytes: u64,
+    pub state: String,
+    pub reason: String,
+    pub started: Option<String>,
+    pub ended: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub downtime_seconds: Option<f64>,
+    pub stderr_tail: String,
+    pub attempts: i64,
+    pub pid: Option<u32>,
+    pub pid_start: Option<String>,
+}
+
+/// The result of trying to claim a step's domain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Ours: the step is now `claimed`.
+    Claimed,
+    /// The step is no longer `planned` (cancelled by a resolve, or done).
+    NotPlanned(String),
+    /// Another job's step holds the domain.
+    HeldBy(i64),
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Default)]
+pub struct StepEnd {
+    /// `done`, `failed` or `cancelled`.
+    pub state: &'static str,
+    pub reason: String,
+    pub duration: Option<f64>,
+    pub downtime: Option<f64>,
+    pub stderr_tail: String,
+}
+
+/// The job log (one connection; callers serialise access).
+pub struct JobLog {
+    conn: Connection,
+}
+
+fn ts(t: Option<f64>) -> Option<String> {
+    t.map(format_rfc3339)
+}
+
+impl JobLog {
+    /// Opens (creating) the database at `path`, in WAL mode.
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory log (tests, `--dry-run`).
+    pub fn in_memory() -> rusqlite::Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> rusqlite::Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(JobLog { conn })
+    }
+
+    /// Records a job; `None` when this (fingerprint, startsAt) already has one.
+    pub fn insert_job(&mut self, j: &NewJob) -> rusqlite::Result<Option<i64>> {
+        let t = now();
+        let n = self.conn.execute(
+            "INSERT INTO jobs (fingerprint, starts_at, starts_at_unix, host, origin, dry_run,
+                               state, created, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)
+             ON CONFLICT (fingerprint, starts_at) DO NOTHING",
+            params![
+                j.fingerprint,
+                j.starts_at,
+                j.starts_at_unix,
+                j.host,
+                j.origin,
+                j.dry_run,
+                t
+            ],
+        )?;
+        Ok((n == 1).then(|| self.conn.last_insert_rowid()))
+    }
+
+    /// The job of one alert occurrence.
+    pub fn find_job(&self, fingerprint: &str, starts_at: &str) -> rusqlite::Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT id FROM jobs WHERE fingerprint = ?1 AND starts_at = ?2",
+                params![fingerprint, starts_at],
+                |r| r.get(0),
+            )
+            .optional()
+    }
+
+    /// Sets a job's state and reason.
+    pub fn set_job_state(&mut self, id: i64, state: &str, reason: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET state = ?2, reason = ?3, updated = ?4 WHERE id = ?1",
+            params![id, state, reason, now()],
+        )?;
+        Ok(())
+    }
+
+    /// True once the job's alert has resolved.
+    pub fn is_resolved(&self, id: i64) -> rusqlite::Result<bool> {
+        self.conn.query_row(
+            "SELECT resolved IS NOT NULL FROM jobs WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+    }
+
+    /// Records a job's plan in one transaction; unplaced steps are `failed` at once.
+    pub fn add_steps(&mut self, job: i64, steps: &[NewStep]) -> rusqlite::Result<()> {
+        let t = now();
+        let tx = self.conn.transaction()?;
+        for s in steps {
+            let (target, state, reason) = match &s.target {
+                Ok(t) => (Some(t.as_str()), "planned", ""),
+                Err(r) => (None, "failed", r.as_str()),
+            };
+            tx.execute(
+                "INSERT INTO steps (job_id, domain, source, target, memory_bytes, state, reason, ended)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?6 = 'failed' THEN ?8 END)
+                 ON CONFLICT (job_id, domain) DO NOTHING",
+                params![job, s.domain, s.source, target, s.memory_bytes as i64, state, reason, t],
+            )?;
+        }
+        tx.execute(
+            "UPDATE jobs SET updated = ?2 WHERE id = ?1",
+            params![job, t],
+        )?;
+        tx.commit()
+    }
+
+    /// Claims a planned step's domain: inserts the claim and moves the step to
+    /// `claimed` in one transaction, or changes nothing.
+    pub fn claim(&mut self, step: i64) -> rusqlite::Result<Claim> {
+        let t = now();
+        let tx = self.conn.transaction()?;
+        let (job, domain, state): (i64, String, String) = tx.query_row(
+            "SELECT job_id, domain, state FROM steps WHERE id = ?1",
+            [step],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        if state != "planned" {
+            return Ok(Claim::NotPlanned(state));
+        }
+        let holder: Option<i64> = tx
+            .query_row(
+                "SELECT job_id FROM claims WHERE domain = ?1",
+                [&domain],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(h) = holder {
+            return Ok(Claim::HeldBy(h));
+        }
+        tx.execute(
+            "INSERT INTO claims (domain, job_id, step_id, claimed) VALUES (?1, ?2, ?3, ?4)",
+            params![domain, job, step, t],
+        )?;
+        tx.execute(
+            "UPDATE steps SET state = 'claimed', attempts = attempts + 1 WHERE id = ?1",
+            [step],
+        )?;
+        tx.commit()?;
+        Ok(Claim::Claimed)
+    }
+
+    /// Marks a claimed step `running` (with the executor's child pid, if any);
+    /// returns the job's first migration start when this is it.
+    pub fn mark_running(
+        &mut self,
+        step: i64,
+        pid: Option<(u32, String)>,
+    ) -> rusqlite::Result<Option<f64>> {
+        let t = now();
+        let tx = self.conn.transaction()?;
+        let (pid, pid_start) = pid.map(|(p, s)| (Some(p), Some(s))).unwrap_or((None, None));
+        tx.execute(
+            "UPDATE steps SET state = 'running', started = ?2, pid = ?3, pid_start = ?4
+             WHERE id = ?1",
+            params![step, t, pid, pid_start],
+        )?;
+        let n = tx.execute(
+            "UPDATE jobs SET first_start = ?2, updated = ?2
+             WHERE id = (SELECT job_id FROM steps WHERE id = ?1) AND first_start IS NULL",
+            params![step, t],
+        )?;
+        tx.commit()?;
+        Ok((n == 1).then_some(t))
+    }
+
+    /// Ends a step and releases its claim, in one transaction.
+    pub fn finish_step(&mut self, step: i64, end: &StepEnd) -> rusqlite::Result<()> {
+        let t = now();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE steps SET state = ?2, reason = ?3, duration = ?4, downtime = ?5,
+                              stderr_tail = ?6, ended = ?7
+             WHERE id = ?1",
+            params![
+                step,
+                end.state,
+                end.reason,
+                end.duration,
+                end.downtime,
+                end.stderr_tail,
+                t
+            ],
+        )?;
+        tx.execute("DELETE FROM claims WHERE step_id = ?1", [step])?;
+        tx.commit()
+    }
+
+    /// Puts a claimed or running step back to `planned` and releases its claim
+    /// (recovery found the domain still on its source).
+    pub fn requeue(&mut self, step: i64, reason: &str) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE steps SET state = 'planned', reason = ?2, pid = NULL, pid_start = NULL
+             WHERE id = ?1",
+            params![step, reason],
+        )?;
+        tx.execute("DELETE FROM claims WHERE step_id = ?1", [step])?;
+        tx.commit()
+    }
+
+    /// Cancels every planned step of a job; returns how many.
+    pub fn cancel_planned(&mut self, job: i64, reason: &str) -> rusqlite::Result<usize> {
+        self.conn.execute(
+            "UPDATE steps SET state = 'cancelled', reason = ?2, ended = ?3
+             WHERE job_id = ?1 AND state = 'planned'",
+            params![job, reason, now()],
+        )
+    }
+
+    /// A resolved alert: marks its job resolved and cancels its planned steps
+    /// (running ones finish). Returns the job and the number cancelled.
+    pub fn resolve(
+        &mut self,
+        fingerprint: &str,
+        starts_at: &str,
+    ) -> rusqlite::Result<Option<(i64, usize)>> {
+        let t = now();
+        let tx = self.conn.transaction()?;
+        let job: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, state FROM jobs WHERE fingerprint = ?1 AND starts_at = ?2",
+                params![fingerprint, starts_at],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, state)) = job else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE jobs SET resolved = COALESCE(resolved, ?2), updated = ?2 WHERE id = ?1",
+            params![id, t],
+        )?;
+        let n = tx.execute(
+            "UPDATE steps SET state = 'cancelled', reason = 'alert resolved', ended = ?2
+             WHERE job_id = ?1 AND state = 'planned'",
+            params![id, t],
+        )?;
+        if state == "pending" || state == "waiting" {
+            tx.execute(
+                "UPDATE jobs SET state = 'cancelled', reason = 'alert resolved before planning'
+                 WHERE id = ?1",
+                [id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Some((id, n)))
+    }
+
+    /// Jobs that have not reached a final state (for recovery on start).
+    pub fn unfinished_jobs(&self) -> rusqlite::Result<Vec<Job>> {
+        self.query_jobs(
+            "WHERE state NOT IN ('done','failed','cancelled','planned') ORDER BY id",
+            [],
+        )
+    }
+
+    /// The most recent jobs, newest first.
+    pub fn jobs(&self, limit: usize) -> rusqlite::Result<Vec<Job>> {
+        self.query_jobs("ORDER BY id DESC LIMIT ?1", [limit as i64])
+    }
+
+    /// One job with its steps.
+    pub fn job(&self, id: i64) -> rusqlite::Result<Option<Job>> {
+        let mut j = self.query_jobs("WHERE id = ?1", [id])?;
+        let Some(mut job) = j.pop() else {
+            return Ok(None);
+        };
+        job.steps = Some(self.steps(id)?);
+        Ok(Some(job))
+    }
+
+    fn query_jobs<P: rusqlite::Params>(&self, tail: &str, p: P) -> rusqlite::Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT id, fingerprint, starts_at, starts_at_unix, host, origin, dry_run, state,
+                    reason, resolved, first_start, created, updated FROM jobs {tail}"
+        );
+        let mut st = self.conn.prepare(&sql)?;
+        let rows = st.query_map(p, |r| {
+            Ok(Job {
+                id: r.get(0)?,
+                fingerprint: r.get(1)?,
+                starts_at: r.get(2)?,
+                starts_at_unix: r.get(3)?,
+                host: r.get(4)?,
+                origin: r.get(5)?,
+                dry_run: r.get(6)?,
+                state: r.get(7)?,
+                reason: r.get(8)?,
+                resolved: ts(r.get(9)?),
+                first_start: ts(r.get(10)?),
+                first_start_unix: r.get(10)?,
+                created: format_rfc3339(r.get(11)?),
+                updated: format_rfc3339(r.get(12)?),
+                steps: None,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// The steps of a job, in plan order.
+    pub fn steps(&self, job: i64) -> rusqlite::Result<Vec<Step>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, job_id, domain, source, target, memory_bytes, state, reason, started,
+                    ended, duration, downtime, stderr_tail, attempts, pid, pid_start
+             FROM steps WHERE job_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([job], |r| {
+            Ok(Step {
+                id: r.get(0)?,
+                job_id: r.get(1)?,
+                domain: r.get(2)?,
+                source: r.get(3)?,
+                target: r.get(4)?,
+                memory_bytes: r.get::<_, i64>(5)?.max(0) as u64,
+                state: r.get(6)?,
+                reason: r.get(7)?,
+                started: ts(r.get(8)?),
+                ended: ts(r.get(9)?),
+                duration_seconds: r.get(10)?,
+                downtime_seconds: r.get(11)?,
+                stderr_tail: r.get(12)?,
+                attempts: r.get(13)?,
+                pid: r.get(14)?,
+                pid_start: r.get(15)?,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(fp: &str) -> NewJob {
+        NewJob {
+            fingerprint: fp.into(),
+            starts_at: "2024-01-01T00:00:00Z".into(),
+            starts_at_unix: 1_704_067_200.0,
+            host: "xen1".into(),
+            origin: "alert".into(),
+            dry_run: false,
+        }
+    }
+
+    fn step(d: &str) -> NewStep {
+        NewStep {
+            domain: d.into(),
+            source: "xen1".into(),
+            memory_bytes: 1,
+            target: Ok("xen2".into()),
+        }
+    }
+
+    #[test]
+    fn one_alert_is_one_job() {
+        let mut l = JobLog::in_memory().unwrap();
+        let a = l.insert_job(&job("f1")).unwrap();
+        assert!(a.is_some());
+        assert_eq!(l.insert_job(&job("f1")).unwrap(), None);
+        assert!(l.insert_job(&job("f2")).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_domain_is_claimed_by_one_job_at_a_time() {
+        let mut l = JobLog::in_memory().unwrap();
+        let a = l.insert_job(&job("a")).unwrap().unwrap();
+        let b = l.insert_job(&job("b")).unwrap().unwrap();
+        l.add_steps(a, &[step("web1")]).unwrap();
+        l.add_steps(a, &[step("web1")]).unwrap(); // a re-plan adds nothing
+        l.add_steps(b, &[step("web1")]).unwrap();
+        let sa = l.steps(a).unwrap();
+        assert_eq!(sa.len(), 1);
+        let sb = l.steps(b).unwrap()[0].id;
+        assert_eq!(l.claim(sa[0].id).unwrap(), Claim::Claimed);
+        assert_eq!(l.claim(sb).unwrap(), Claim::HeldBy(a));
+        assert_eq!(
+            l.claim(sa[0].id).unwrap(),
+            Claim::NotPlanned("claimed".into())
+        );
+        l.finish_step(
+            sa[0].id,
+            &StepEnd {
+                state: "done",
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(l.claim(sb).unwrap(), Claim::Claimed);
+    }
+
+    #[test]
+    fn resolve_cancels_only_planned_steps() {
+        let mut l = JobLog::in_memory().unwrap();
+        let a = l.insert_job(&job("a")).unwrap().unwrap();
+        l.add_steps(a, &[step("d1"), step("d2")]).unwrap();
+        let s = l.steps(a).unwrap();
+        l.claim(s[0].id).unwrap();
+        l.mark_running(s[0].id, None).unwrap();
+        assert_eq!(
+            l.resolve("a", "2024-01-01T00:00:00Z").unwrap(),
+            Some((a, 1))
+        );
+        let s = l.steps(a).unwrap();
+        assert_eq!(s[0].state, "running");
+        assert_eq!(s[1].state, "cancelled");
+        assert!(l.is_resolved(a).unwrap());
+    }
+}

@@ -1,0 +1,349 @@
+//! Planning: what the cluster looks like ([`Inventory`]: Prometheus, or the
+//! sim cluster itself) and where each domain of an evacuated host goes
+//! ([`plan`]: largest domains first onto the hosts with the most free memory,
+//! keeping a headroom; never a warned, down or unreachable host).
+
+use std::collections::BTreeMap;
+
+use crate::demo::SharedCluster;
+
+use super::joblog::NewStep;
+use super::prom::PromClient;
+
+/// Dom0 is never migrated.
+pub const DOM0: &str = "Domain-0";
+
+/// One host as the planner sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostView {
+    pub free_bytes: u64,
+    /// `up` of its exporter; `None` when unknown.
+    pub up: Option<bool>,
+    /// Any warning failure raised.
+    pub warned: bool,
+    /// Heartbeat: `Some(false)` when a peer reports it unreachable; absent is unknown.
+    pub reachable: Option<bool>,
+}
+
+/// One domain as the planner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainView {
+    pub name: String,
+    pub host: String,
+    pub memory_bytes: u64,
+}
+
+/// The cluster at one instant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct View {
+    pub hosts: BTreeMap<String, HostView>,
+    pub domains: Vec<DomainView>,
+    /// Where the view came from, for the job status.
+    pub source: String,
+}
+
+/// Where views come from.
+#[derive(Clone)]
+pub enum Inventory {
+    /// Prometheus' HTTP API; `job` is the exporters' scrape job for `up`.
+    Prometheus { client: PromClient, job: String },
+    /// The modelled cluster (sim executor without a Prometheus URL).
+    Sim(SharedCluster),
+}
+
+/// Queries the Prometheus inventory runs, in order.
+pub fn prometheus_queries(job: &str) -> [String; 5] {
+    [
+        "xen_host_memory_free_bytes".into(),
+        format!(
+            "up{{job=\"{}\"}}",
+            job.replace('\\', "\\\\").replace('"', "\\\"")
+        ),
+        "max by (host) (xentinel_host_warning)".into(),
+        "min by (peer) (xentinel_heartbeat_peer_up)".into(),
+        "xen_domain_memory_bytes".into(),
+    ]
+}
+
+impl Inventory {
+    /// Names of the hosts this inventory knows (to refuse alerts about others).
+    pub async fn known_hosts(&self) -> Result<Vec<String>, String> {
+        match self {
+            Inventory::Sim(c) => {
+                let c = c.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(c.hosts().iter().map(|h| h.spec.name.clone()).collect())
+            }
+            Inventory::Prometheus { client, job } => {
+                let [free, up, ..] = prometheus_queries(job);
+                let (a, b) = tokio::try_join!(client.query(&free), client.query(&up))
+                    .map_err(|e| format!("prometheus unreachable: {e}"))?;
+                let mut v: Vec<String> = a
+                    .iter()
+                    .chain(&b)
+                    .filter_map(|s| s.labels.get("host").filter(|h| !h.is_empty()).cloned())
+                    .collect();
+                v.sort();
+                v.dedup();
+                Ok(v)
+            }
+        }
+    }
+
+    /// Reads the cluster; an error means "unreachable, retry", never a guess.
+    pub async fn view(&self) -> Result<View, String> {
+        match self {
+            Inventory::Sim(c) => {
+                let c = c.lock().unwrap_or_else(|e| e.into_inner());
+                let hosts = c
+                    .hosts()
+                    .iter()
+                    .map(|h| {
+                        let name = h.spec.name.clone();
+                        let v = HostView {
+                            free_bytes: c.host_free_bytes(&name).unwrap_or(0),
+                            up: Some(h.alive),
+                            warned: h.warnings.values().any(|w| *w),
+                            reachable: None,
+                        };
+                        (name, v)
+                    })
+                    .collect();
+                let domains = c
+                    .domains()
+                    .iter()
+                    .map(|d| DomainView {
+                        name: d.name.clone(),
+                        host: d.host.clone(),
+                        memory_bytes: d.memory_bytes,
+                    })
+                    .collect();
+                Ok(View {
+                    hosts,
+                    domains,
+                    source: "the sim cluster's own state (no Prometheus URL given)".into(),
+                })
+            }
+            Inventory::Prometheus { client, job } => {
+                let [free, up, warn, hb, dom] = prometheus_queries(job);
+                let (free, up, warn, hb, dom) = tokio::try_join!(
+                    client.query(&free),
+                    client.query(&up),
+                    client.query(&warn),
+                    client.query(&hb),
+                    client.query(&dom),
+                )
+                .map_err(|e| format!("prometheus unreachable: {e}"))?;
+                let mut hosts: BTreeMap<String, HostView> = BTreeMap::new();
+                for s in &free {
+                    if let Some(h) = s.labels.get("host").filter(|h| !h.is_empty()) {
+                        hosts.entry(h.clone()).or_default().free_bytes = s.value.max(0.0) as u64;
+                    }
+                }
+                for s in &up {
+                    if let Some(h) = s.labels.get("host").filter(|h| !h.is_empty()) {
+                        let e = hosts.entry(h.clone()).or_default();
+                        // Several targets per host: down if any is down.
+                        e.up = Some(e.up.unwrap_or(true) && s.value == 1.0);
+                    }
+                }
+                for s in &warn {
+                    if let Some(e) = s.labels.get("host").and_then(|h| hosts.get_mut(h)) {
+                        e.warned = s.value > 0.0;
+                    }
+                }
+                for s in &hb {
+                    if let Some(e) = s.labels.get("peer").and_then(|h| hosts.get_mut(h)) {
+                        e.reachable = Some(s.value >= 1.0);
+                    }
+                }
+                let domains = dom
+                    .iter()
+                    .filter_map(|s| {
+                        let name = s.labels.get("domain")?;
+                        let host = s.labels.get("host")?;
+                        (name != DOM0 && !name.is_empty()).then(|| DomainView {
+                            name: name.clone(),
+                            host: host.clone(),
+                            memory_bytes: s.value.max(0.0) as u64,
+                        })
+                    })
+                    .collect();
+                Ok(View {
+                    hosts,
+                    domains,
+                    source: format!("prometheus at {}", client.url()),
+                })
+            }
+        }
+    }
+}
+
+/// Planner settings.
+#[derive(Debug, Clone)]
+pub struct PlanConfig {
+    /// Free memory each target keeps after all placements.
+    pub headroom_bytes: u64,
+    /// `--to`: only these targets (still never a warned, down or unreachable one).
+    pub only_targets: Option<Vec<String>>,
+}
+
+/// Why a host cannot take domains, or `None` when it can.
+fn ineligible(name: &str, h: &HostView, source: &str, cfg: &PlanConfig) -> Option<&'static str> {
+    if name == source {
+        Some("the source")
+    } else if h.up == Some(false) {
+        Some("down")
+    } else if h.reachable == Some(false) {
+        Some("unreachable (heartbeat)")
+    } else if h.warned {
+        Some("warned")
+    } else if cfg
+        .only_targets
+        .as_ref()
+        .is_some_and(|o| !o.iter().any(|t| t == name))
+    {
+        Some("not in --to")
+    } else {
+        None
+    }
+}
+
+/// Places every domain of `source`: largest first, each onto the eligible
+/// host with the most free memory left (after headroom and earlier
+/// placements). A domain with no room gets `Err(reason)`; the others go on.
+pub fn plan(source: &str, view: &View, cfg: &PlanConfig) -> Vec<NewStep> {
+    let mut doms: Vec<&DomainView> = view.domains.iter().filter(|d| d.host == source).collect();
+    doms.sort_by(|a, b| {
+        b.memory_bytes
+            .cmp(&a.memory_bytes)
+            .then(a.name.cmp(&b.name))
+    });
+    let mut room: BTreeMap<String, u64> = BTreeMap::new();
+    let mut excluded = Vec::new();
+    for (name, h) in &view.hosts {
+        match ineligible(name, h, source, cfg) {
+            None => {
+                room.insert(
+                    name.clone(),
+                    h.free_bytes.saturating_sub(cfg.headroom_bytes),
+                );
+            }
+            Some(why) if name != source => excluded.push(format!("{name}: {why}")),
+            Some(_) => {}
+        }
+    }
+    doms.into_iter()
+        .map(|d| {
+            let best = room
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(n, r)| (n.clone(), *r));
+            let target = match best {
+                Some((name, r)) if r >= d.memory_bytes => {
+                    room.insert(name.clone(), r - d.memory_bytes);
+                    Ok(name)
+                }
+                Some((name, r)) => Err(format!(
+                    "no room: needs {} MiB, the roomiest target {name} has {} MiB left after a \
+                     {} MiB headroom",
+                    d.memory_bytes >> 20,
+                    r >> 20,
+                    cfg.headroom_bytes >> 20
+                )),
+                None if excluded.is_empty() => Err("no other host known".to_string()),
+                None => Err(format!("no eligible target ({})", excluded.join(", "))),
+            };
+            NewStep {
+                domain: d.name.clone(),
+                source: source.to_string(),
+                memory_bytes: d.memory_bytes,
+                target,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn view() -> View {
+        let h = |free, warned, up| HostView {
+            free_bytes: free,
+            up: Some(up),
+            warned,
+            reachable: None,
+        };
+        let d = |n: &str, host: &str, m| DomainView {
+            name: n.into(),
+            host: host.into(),
+            memory_bytes: m,
+        };
+        View {
+            hosts: [
+                ("a".to_string(), h(0, true, true)),
+                ("b".to_string(), h(10 * GIB, false, true)),
+                ("c".to_string(), h(6 * GIB, false, true)),
+                ("d".to_string(), h(100 * GIB, false, false)),
+                ("e".to_string(), h(100 * GIB, true, true)),
+            ]
+            .into(),
+            domains: vec![
+                d("small", "a", GIB),
+                d("big", "a", 8 * GIB),
+                d("mid", "a", 5 * GIB),
+                d("huge", "a", 64 * GIB),
+                d("other", "b", GIB),
+            ],
+            source: "test".into(),
+        }
+    }
+
+    fn targets(steps: &[NewStep]) -> Vec<(&str, Result<&str, ()>)> {
+        steps
+            .iter()
+            .map(|s| (s.domain.as_str(), s.target.as_deref().map_err(|_| ())))
+            .collect()
+    }
+
+    #[test]
+    fn largest_first_onto_most_free_never_warned_or_down() {
+        let cfg = PlanConfig {
+            headroom_bytes: GIB / 2,
+            only_targets: None,
+        };
+        let steps = plan("a", &view(), &cfg);
+        assert_eq!(
+            targets(&steps),
+            [
+                ("huge", Err(())),
+                ("big", Ok("b")),
+                ("mid", Ok("c")),
+                ("small", Ok("b")),
+            ]
+        );
+        assert!(steps[0].target.as_ref().unwrap_err().contains("no room"));
+    }
+
+    #[test]
+    fn only_targets_and_heartbeat_restrict() {
+        let mut v = view();
+        v.hosts.get_mut("b").unwrap().reachable = Some(false);
+        let cfg = PlanConfig {
+            headroom_bytes: 0,
+            only_targets: Some(vec!["b".into(), "c".into()]),
+        };
+        let steps = plan("a", &v, &cfg);
+        assert_eq!(
+            targets(&steps),
+            [
+                ("huge", Err(())),
+                ("big", Err(())),
+                ("mid", Ok("c")),
+                ("small", Ok("c")),
+            ]
+        );
+    }
+}

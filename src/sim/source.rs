@@ -1,0 +1,181 @@
+//! One host of the modelled cluster as a [`Source`] named `sim`.
+
+use std::sync::{Arc, Mutex};
+
+use crate::model::{
+    Collection, DomainMeta, DomainState, DomainStats, GuestReport, HostStats, NetIf, Vbd, Vcpu,
+    WarningKind,
+};
+use crate::sources::{BoxFuture, Source, SourceError};
+
+use super::Cluster;
+use super::formulas;
+
+/// The UUID Xen gives dom0.
+pub const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Reads one host of a shared [`Cluster`]; whoever owns the cluster steps it.
+#[derive(Debug, Clone)]
+pub struct SimSource {
+    pub cluster: Arc<Mutex<Cluster>>,
+    pub host: String,
+}
+
+impl SimSource {
+    /// A source for `host` of `cluster`.
+    pub fn new(cluster: Arc<Mutex<Cluster>>, host: impl Into<String>) -> Self {
+        SimSource {
+            cluster,
+            host: host.into(),
+        }
+    }
+
+    /// Fills `out` from the cluster's current state (what `collect` does).
+    pub fn fill(&self, out: &mut Collection) -> Result<(), SourceError> {
+        let c = self
+            .cluster
+            .lock()
+            .map_err(|_| SourceError("sim: cluster lock poisoned".into()))?;
+        fill(&c, &self.host, out)
+    }
+}
+
+impl Source for SimSource {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn collect<'a>(&'a self, out: &'a mut Collection) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(async move { self.fill(out) })
+    }
+}
+
+/// Fills `out` with what `host` of `c` shows now.
+fn fill(c: &Cluster, host: &str, out: &mut Collection) -> Result<(), SourceError> {
+    let h = c
+        .host(host)
+        .ok_or_else(|| SourceError(format!("sim: unknown host {host:?}")))?;
+    if !h.alive {
+        return Err(SourceError(format!("sim: host {host} is down")));
+    }
+    let now = c.now().as_secs_f64();
+    // Domain-0.
+    let dom0_vcpus: Vec<Vcpu> = h
+        .dom0_vcpu_seconds
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Vcpu {
+            id: i as u32,
+            online: true,
+            cpu_seconds: *s,
+        })
+        .collect();
+    out.stats.insert(
+        0,
+        DomainStats {
+            domid: 0,
+            name: Some("Domain-0".into()),
+            state: Some(DomainState::Running),
+            cpu_seconds: h.dom0_cpu_seconds(),
+            vcpu_count: dom0_vcpus.len() as u32,
+            vcpus: dom0_vcpus,
+            memory_bytes: h.spec.dom0_memory_bytes,
+            memory_max_bytes: Some(h.spec.dom0_memory_bytes),
+            ..Default::default()
+        },
+    );
+    out.meta.insert(
+        0,
+        DomainMeta {
+            domid: 0,
+            name: Some("Domain-0".into()),
+            uuid: Some(DOM0_UUID.into()),
+            memory_target_bytes: Some(h.spec.dom0_memory_bytes),
+            ..Default::default()
+        },
+    );
+    let interval = c.params().guest_report_interval_seconds.max(1e-3);
+    for d in c.domains_on(host) {
+        let c_ = &d.counters;
+        out.stats.insert(
+            d.domid,
+            DomainStats {
+                domid: d.domid,
+                name: Some(d.name.clone()),
+                state: Some(d.state),
+                cpu_seconds: d.cpu_seconds(),
+                vcpus: c_
+                    .vcpu_seconds
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Vcpu {
+                        id: i as u32,
+                        online: true,
+                        cpu_seconds: *s,
+                    })
+                    .collect(),
+                vcpu_count: d.vcpus,
+                memory_bytes: d.memory_bytes,
+                memory_max_bytes: Some(d.memory_bytes),
+                ssid: None,
+                networks: vec![NetIf {
+                    id: 0,
+                    rx_bytes: c_.rx_bytes as u64,
+                    rx_packets: c_.rx_packets as u64,
+                    tx_bytes: c_.tx_bytes as u64,
+                    tx_packets: c_.tx_packets as u64,
+                    ..Default::default()
+                }],
+                vbds: vec![Vbd {
+                    device: d.disk.device.clone(),
+                    read_requests: c_.read_requests as u64,
+                    write_requests: c_.write_requests as u64,
+                    read_bytes: c_.read_bytes as u64,
+                    write_bytes: c_.write_bytes as u64,
+                    ..Default::default()
+                }],
+            },
+        );
+        let ws = d.workload.working_set_bytes;
+        out.meta.insert(
+            d.domid,
+            DomainMeta {
+                domid: d.domid,
+                name: Some(d.name.clone()),
+                uuid: Some(d.uuid.clone()),
+                memory_target_bytes: Some(d.memory_bytes),
+                guest: GuestReport {
+                    page_faults_minor: Some(d.minor_faults as u64),
+                    page_faults_major: Some(d.major_faults as u64),
+                    memory_available_bytes: Some(formulas::memory_available_bytes(
+                        ws,
+                        d.memory_bytes,
+                        d.reserved_bytes,
+                    )),
+                    swap_used_bytes: Some(formulas::swap_used_bytes(
+                        ws,
+                        d.memory_bytes,
+                        d.reserved_bytes,
+                    )),
+                    // The agent reports every interval since the domain arrived.
+                    age_seconds: Some((now - d.since.as_secs_f64()).max(0.0) % interval),
+                },
+                probe_target: None,
+            },
+        );
+    }
+    out.host = Some(HostStats {
+        memory_total_bytes: h.spec.memory_bytes,
+        memory_free_bytes: c.host_free_bytes(host).unwrap_or(0),
+        cpus: h.spec.cpus,
+        cpu_hz: h.spec.cpu_hz,
+        xen_version: Some(h.spec.xen_version.clone()),
+    });
+    for kind in WarningKind::ALL {
+        out.warn(kind, h.warnings.get(&kind).copied().unwrap_or(false));
+    }
+    for (dir, hist) in &h.durations {
+        out.migrations.insert(*dir, hist.clone());
+    }
+    Ok(())
+}

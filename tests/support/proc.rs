@@ -1,0 +1,62 @@
+//! Child processes for tests: the real `xentinel` binary on a free port,
+//! killed when the guard drops (even when the test panics).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running child, killed on drop.
+pub struct Running {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The xentinel binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_xentinel")
+}
+
+/// Starts `xentinel <args> --web.listen-address 127.0.0.1:<port>` and waits
+/// until the port accepts connections.
+pub fn spawn_listening(args: &[&str]) -> Running {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(bin())
+        .args(args)
+        .args(["--web.listen-address", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn xentinel");
+    let r = Running { child, addr };
+    wait_for_port(&r.addr, Duration::from_secs(20));
+    r
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: &str, limit: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < limit,
+            "nothing listens on {addr} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
