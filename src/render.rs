@@ -194,7 +194,8 @@ pub struct Rendering {
     prefixes: String,
     /// End of each domain's prefix in `prefixes`.
     ends: Vec<usize>,
-    /// Next step: an index into [`DOMAIN_FAMILIES`], then host, self, done.
+    /// Next step: an index into [`DOMAIN_FAMILIES`], then host, self (with
+    /// the heartbeat and probes), done.
     step: usize,
     /// Next domain within the current domain family.
     dom: usize,
@@ -269,6 +270,7 @@ impl Rendering {
                     render_host(&mut w, s);
                 } else {
                     render_self(&mut w, s);
+                    crate::heartbeat::render::render(&mut w, s);
                 }
                 self.step += 1;
             }

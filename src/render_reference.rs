@@ -1,6 +1,7 @@
 //! The renderer as it was before the allocation-free rewrite (commit d839d39),
-//! kept verbatim for tests only: the current renderer must produce
-//! byte-identical output (see `render::tests::output_is_byte_identical_to_the_reference`).
+//! plus the heartbeat families main has rendered after it since, kept for
+//! tests only: the current renderer must produce byte-identical output (see
+//! `render::tests::output_is_byte_identical_to_the_reference`).
 
 use std::fmt::Write;
 
@@ -159,6 +160,8 @@ pub fn render(s: &Snapshot, out: &mut String) {
     render_domains(&mut w, &s.domains, &prefixes);
     render_host(&mut w, s);
     render_self(&mut w, s);
+    // Rendered since by the heartbeat module, after these families.
+    crate::heartbeat::render::render(&mut crate::render::Writer { out: &mut *w.out }, s);
 }
 
 /// Writes one family over all domains; `f` emits the domain's samples.
