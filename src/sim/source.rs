@@ -1,10 +1,11 @@
 //! One host of the modelled cluster as a [`Source`] named `sim`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::model::{
-    Collection, DomainMeta, DomainState, DomainStats, GuestReport, HostStats, NetIf, Vbd, Vcpu,
-    WarningKind,
+    Collection, DomainMeta, DomainState, DomainStats, GuestReport, Histogram, HostStats, NetIf,
+    ProbeStats, Vbd, Vcpu, WarningKind,
 };
 use crate::sources::{BoxFuture, Source, SourceError};
 
@@ -19,6 +20,8 @@ pub const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
 pub struct SimSource {
     pub cluster: Arc<Mutex<Cluster>>,
     pub host: String,
+    /// Probe durations per domain (by uuid) while it lives on this host.
+    probes: Arc<Mutex<HashMap<String, Histogram>>>,
 }
 
 impl SimSource {
@@ -27,6 +30,7 @@ impl SimSource {
         SimSource {
             cluster,
             host: host.into(),
+            probes: Arc::default(),
         }
     }
 
@@ -36,7 +40,33 @@ impl SimSource {
             .cluster
             .lock()
             .map_err(|_| SourceError("sim: cluster lock poisoned".into()))?;
-        fill(&c, &self.host, out)
+        fill(&c, &self.host, out)?;
+        self.probe(&c, out);
+        Ok(())
+    }
+
+    /// The domain probe of a modelled domain: each collection probes every
+    /// domain once; it answers (success) unless paused or down, after the
+    /// model's response time.
+    fn probe(&self, c: &Cluster, out: &mut Collection) {
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let here: Vec<_> = c.domains_on(&self.host).collect();
+        probes.retain(|uuid, _| here.iter().any(|d| &d.uuid == uuid));
+        for d in here {
+            let h = probes
+                .entry(d.uuid.clone())
+                .or_insert_with(|| Histogram::new(&crate::heartbeat::probe::DURATION_BUCKETS));
+            let success = d.state != DomainState::Paused && d.state != DomainState::Crashed;
+            h.observe(d.response_time_ms / 1000.0);
+            out.probes.insert(
+                d.domid,
+                ProbeStats {
+                    target: format!("sim://{}", d.name),
+                    duration: h.clone(),
+                    success,
+                },
+            );
+        }
     }
 }
 
