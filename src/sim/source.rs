@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::model::{
-    Collection, DomainMeta, DomainState, DomainStats, GuestReport, Histogram, HostStats, NetIf,
-    ProbeStats, Vbd, Vcpu, WarningKind,
+    Collection, Dom0Health, DomainMeta, DomainState, DomainStats, GuestReport, Histogram,
+    HostStats, NetIf, ProbeStats, Vbd, Vcpu, WarningKind,
 };
 use crate::sources::{BoxFuture, Source, SourceError};
 
@@ -77,6 +77,27 @@ impl Source for SimSource {
 
     fn collect<'a>(&'a self, out: &'a mut Collection) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(async move { self.fill(out) })
+    }
+}
+
+/// dom0's health in the model: the load is the number of running vCPUs on
+/// the host (dom0's included), the CPU package temperature rises linearly from
+/// 35 °C idle to 80 °C with every physical CPU busy, and dom0's memory is its
+/// allocation with a fixed 25 % in use.
+fn dom0_health(c: &Cluster, host: &str, h: &super::SimHost) -> Dom0Health {
+    let running: u32 = c
+        .domains_on(host)
+        .filter(|d| d.state == DomainState::Running)
+        .map(|d| d.vcpus)
+        .sum::<u32>()
+        + h.spec.dom0_vcpus;
+    let load = f64::from(running);
+    let busy = (load / f64::from(h.spec.cpus.max(1))).min(1.0);
+    Dom0Health {
+        load: [load; 3],
+        memory_available_bytes: h.spec.dom0_memory_bytes / 4 * 3,
+        memory_total_bytes: h.spec.dom0_memory_bytes,
+        temperatures: vec![("package".into(), 35.0 + 45.0 * busy)],
     }
 }
 
@@ -204,6 +225,7 @@ fn fill(c: &Cluster, host: &str, out: &mut Collection) -> Result<(), SourceError
     for kind in WarningKind::ALL {
         out.warn(kind, h.warnings.get(&kind).copied().unwrap_or(false));
     }
+    out.dom0 = Some(dom0_health(c, host, h));
     for (dir, hist) in &h.durations {
         out.migrations.insert(*dir, hist.clone());
     }
