@@ -213,7 +213,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|_| format!("http://{}", args.prometheus_address));
     let webhook = if !args.no_webhook && (args.webhook || stack_bins.is_some()) {
-        Some(crate::migration::spawn_for_demo(shared.clone(), &args, prom_url.clone()).await?)
+        let planner = args.webhook_prometheus_url.clone().or(prom_url.clone());
+        Some(crate::migration::spawn_for_demo(shared.clone(), &args, planner).await?)
     } else {
         None
     };
