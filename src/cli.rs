@@ -203,6 +203,10 @@ pub struct DemoArgs {
     #[arg(long = "webhook.token-file")]
     pub webhook_token_file: Option<PathBuf>,
 
+    /// With `--webhook`: plan from this Prometheus (default: the demo's own stack's, else the model).
+    #[arg(long = "webhook.prometheus-url")]
+    pub webhook_prometheus_url: Option<String>,
+
     /// With `--webhook`: accept requests without a token.
     #[arg(
         long = "webhook.insecure-no-auth",
