@@ -201,6 +201,44 @@ pub struct Rendering {
     dom: usize,
     /// Whether the current family's header is out.
     wrote_header: bool,
+    /// `le` values of the last histogram's bounds, formatted once: every
+    /// domain's probe histogram has the same bounds.
+    le: LeCache,
+}
+
+/// Formatted bucket bounds of one set of histogram bounds.
+#[derive(Default)]
+struct LeCache {
+    bounds: Vec<f64>,
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl LeCache {
+    /// The formatted bounds of `bounds`, reformatted only when they change.
+    fn get(&mut self, bounds: &[f64]) -> impl Iterator<Item = &str> {
+        let same = self.bounds.len() == bounds.len()
+            && self
+                .bounds
+                .iter()
+                .zip(bounds)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        if !same {
+            self.bounds.clear();
+            self.bounds.extend_from_slice(bounds);
+            self.text.clear();
+            self.ends.clear();
+            for b in bounds {
+                push_f64(&mut self.text, *b);
+                self.ends.push(self.text.len());
+            }
+        }
+        let text = &self.text;
+        std::iter::once(0)
+            .chain(self.ends.iter().copied())
+            .zip(self.ends.iter().copied())
+            .map(move |(a, b)| &text[a..b])
+    }
 }
 
 impl Rendering {
@@ -222,6 +260,7 @@ impl Rendering {
             step: 0,
             dom: 0,
             wrote_header: false,
+            le: LeCache::default(),
         }
     }
 
@@ -251,6 +290,7 @@ impl Rendering {
                         fam,
                         pre: &self.prefixes[start..self.ends[self.dom]],
                         wrote_header: &mut self.wrote_header,
+                        le: &mut self.le,
                     };
                     (fam.emit)(&mut e, &doms[self.dom]);
                     self.dom += 1;
@@ -312,8 +352,8 @@ enum Extra<'a> {
     Plain(&'static str, &'static str),
     /// `name="<value>"`, the value escaped.
     Esc(&'static str, &'a str),
-    /// `le="<bound>"` of a histogram bucket.
-    Le(f64),
+    /// `le="<bound>"` of a histogram bucket, the bound already formatted.
+    Le(&'a str),
 }
 
 /// Writes one domain's samples of one family; the family's header goes out
@@ -324,11 +364,21 @@ struct Emitter<'a> {
     fam: &'a DomainFamily,
     pre: &'a str,
     wrote_header: &'a mut bool,
+    le: &'a mut LeCache,
 }
 
 impl Emitter<'_> {
     fn sample(&mut self, extra: Extra, v: Val) {
         self.sample_as(self.fam.name, extra, v);
+    }
+
+    /// The `le` buckets of `h` (not `+Inf`), bounds formatted once per rendering.
+    fn histogram_buckets(&mut self, bucket: &str, h: &Histogram) {
+        let mut le = std::mem::take(self.le);
+        for (b, c) in le.get(&h.bounds).zip(&h.counts) {
+            self.sample_as(bucket, Extra::Le(b), Val::U(*c));
+        }
+        *self.le = le;
     }
 
     /// A sample named other than its family (a histogram's `_bucket`, ...).
@@ -366,7 +416,7 @@ impl Emitter<'_> {
             }
             Extra::Le(b) => {
                 o.push_str(",le=\"");
-                push_f64(o, b);
+                o.push_str(b);
                 o.push('"');
             }
         }
@@ -451,9 +501,7 @@ const PROBE_FAMILIES: [DomainFamily; 2] = [
                 return;
             }
             let bucket = "xen_domain_probe_duration_seconds_bucket";
-            for (b, c) in h.bounds.iter().zip(&h.counts) {
-                e.sample_as(bucket, Extra::Le(*b), Val::U(*c));
-            }
+            e.histogram_buckets(bucket, h);
             e.sample_as(bucket, Extra::Plain("le", "+Inf"), Val::U(h.count));
             e.sample_as(
                 "xen_domain_probe_duration_seconds_sum",

@@ -56,9 +56,12 @@ impl SimSource {
         let live: HashSet<&str> = here.iter().map(|d| d.uuid.as_str()).collect();
         probes.retain(|uuid, _| live.contains(uuid.as_str()));
         for d in here {
-            let h = probes
-                .entry(d.uuid.clone())
-                .or_insert_with(|| Histogram::new(&crate::heartbeat::probe::DURATION_BUCKETS));
+            // Look up before inserting: `entry` would clone the uuid every time.
+            if !probes.contains_key(&d.uuid) {
+                let h = Histogram::new(&crate::heartbeat::probe::DURATION_BUCKETS);
+                probes.insert(d.uuid.clone(), h);
+            }
+            let h = probes.get_mut(&d.uuid).expect("just inserted");
             let success = d.state != DomainState::Paused && d.state != DomainState::Crashed;
             h.observe(d.response_time_ms / 1000.0);
             out.probes.insert(
