@@ -41,19 +41,24 @@ fn push_f64(out: &mut String, v: f64) {
 }
 
 fn push_u64(out: &mut String, v: u64) {
+    // Most samples are 0 or 1 (one-hot states, online flags, error counters).
+    if v < 10 {
+        out.push(char::from(b'0' + v as u8));
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = v;
-    loop {
+    while n > 0 {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
-    // SAFETY-free: ASCII digits only.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    // ASCII digits: pushed as chars, no UTF-8 check of the buffer needed.
+    out.reserve(buf.len() - i);
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
 }
 
 /// A value a series can carry.
