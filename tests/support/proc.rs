@@ -1,7 +1,6 @@
 //! Child processes for tests: the real `xentinel` binary on a free port,
 //! killed when the guard drops (even when the test panics).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,14 +17,7 @@ impl Drop for Running {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::http::free_port;
 
 /// The xentinel binary under test.
 pub fn bin() -> &'static str {
