@@ -188,8 +188,11 @@ impl Default for WarningsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct WebhookConfig {
-    /// Known hosts; when empty, the inventory's hosts (Prometheus or the sim) are the known ones.
+    /// Known hosts; when empty, the inventory's hosts (Prometheus, the exporters or the sim)
+    /// are the known ones.
     pub hosts: V<Vec<String>>,
+    /// Plan from these exporters' /metrics instead of Prometheus (`--exporter` wins over it).
+    pub exporters: V<Vec<ExporterEntry>>,
     /// Free memory every target keeps after the planned placements.
     pub headroom_bytes: V<u64>,
     /// Migrations at once out of one host.
@@ -198,7 +201,7 @@ pub struct WebhookConfig {
     pub max_parallel_per_target: V<u32>,
     /// Scrape job of the exporters (for `up{job=...}`).
     pub prometheus_job: V<String>,
-    /// Timeout of one Prometheus query.
+    /// Timeout of one Prometheus query (or one exporter scrape with `exporters`).
     pub prometheus_timeout: V<Dur>,
     /// Longest wait between retries while Prometheus is unreachable.
     pub retry_max_backoff: V<Dur>,
@@ -211,6 +214,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             hosts: V(vec![]),
+            exporters: V(vec![]),
             headroom_bytes: V(512 << 20),
             max_parallel_per_source: V(2),
             max_parallel_per_target: V(1),
@@ -221,6 +225,17 @@ impl Default for WebhookConfig {
             executor: ExecutorConfig::default(),
         }
     }
+}
+
+/// One item of `webhook.exporters`: a host name and its exporter's metrics URL.
+/// Leaves are [`V`]s too (a struct failing inside a sequence would leave the YAML
+/// deserializer mid-sequence); a missing one is empty and refused when used.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ExporterEntry {
+    pub host: V<String>,
+    /// `http://addr:port/metrics`.
+    pub url: V<String>,
 }
 
 /// `webhook.executor:` — the command that migrates a domain.
@@ -498,6 +513,25 @@ bogus: 1
         );
         let ok = load_str("webhook:\n  executor:\n    command: [sh, -c, x]\n", "w").unwrap();
         assert_eq!(ok.webhook.executor.command.0, ["sh", "-c", "x"]);
+        let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: c\n      uri: x\n";
+        let errs = load_str(text, "w.yml").unwrap_err().0;
+        assert_eq!(
+            errs.iter()
+                .map(|e| (e.line, e.field.as_str()))
+                .collect::<Vec<_>>(),
+            [(6, "webhook.exporters.1.uri")],
+            "{errs:#?}"
+        );
+        let text =
+            "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: b\n";
+        let ok = load_str(text, "w.yml").unwrap();
+        let got: Vec<(&str, &str)> = ok
+            .webhook
+            .exporters
+            .iter()
+            .map(|e| (e.host.as_str(), e.url.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "http://a:1/metrics"), ("b", "")]);
         assert_eq!(*ok.webhook.headroom_bytes, 512 << 20);
     }
 
