@@ -458,11 +458,7 @@ mod tests {
         );
         let b = exposition(&[(0, DOM0, GIB), (2, "x", GIB)], 3 * GIB, true);
         let scrape = |h: &str, u: &str, r: Result<&String, &str>| -> Scrape {
-            (
-                h.into(),
-                u.into(),
-                r.map(Clone::clone).map_err(String::from),
-            )
+            (h.into(), u.into(), r.cloned().map_err(String::from))
         };
         let scrapes = [
             scrape("a", "http://a:1/metrics", Ok(&a)),
