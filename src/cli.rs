@@ -260,6 +260,30 @@ pub struct ExporterArgs {
     /// With `--source sim`: seed of the model.
     #[arg(long = "sim.seed", default_value_t = 1)]
     pub sim_seed: u64,
+
+    /// UDP address for heartbeats (`:port` means all interfaces; default :10026 when peers are set).
+    #[arg(long = "heartbeat.listen-address", value_parser = crate::config::ListenAddr::parse)]
+    pub heartbeat_listen: Option<crate::config::ListenAddr>,
+
+    /// A heartbeat peer as `name=host:port`; repeat for more (adds to the configuration's).
+    #[arg(long = "heartbeat.peer", value_parser = parse_peer)]
+    pub heartbeat_peers: Vec<crate::config::PeerConfig>,
+
+    /// This host's name in its heartbeats, as its peers list it (default: the hostname).
+    #[arg(long = "heartbeat.name", value_parser = crate::config::Name::parse)]
+    pub heartbeat_name: Option<crate::config::Name>,
+}
+
+/// Parses `--heartbeat.peer name=host:port`.
+pub fn parse_peer(s: &str) -> Result<crate::config::PeerConfig, String> {
+    use crate::config::{HostPort, Name, PeerConfig, V};
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid peer {s:?} (use name=host:port)"))?;
+    Ok(PeerConfig {
+        name: V(Name::parse(name)?),
+        address: V(HostPort::parse(addr)?),
+    })
 }
 
 /// Flags of `xentinel guest-agent`.

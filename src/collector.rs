@@ -72,7 +72,11 @@ impl Collector {
         let self_stats = SelfStats {
             guest_rejections: self.rejections.counts(),
         };
-        Snapshot::merge(all, statuses, self_stats)
+        let snap = Snapshot::merge(all, statuses, self_stats);
+        for src in &self.sources {
+            src.observe(&snap);
+        }
+        snap
     }
 }
 
@@ -95,6 +99,10 @@ fn absorb(all: &mut Collection, part: Collection) {
         all.hardware_errors = part.hardware_errors;
     }
     all.migrations.extend(part.migrations);
+    if part.heartbeat.is_some() {
+        all.heartbeat = part.heartbeat;
+    }
+    all.probes.extend(part.probes);
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 thread_local! {
@@ -108,6 +109,8 @@ pub enum SourceKind {
     /// The modelled cluster (one simulated host).
     #[default]
     Sim,
+    /// No domain data: this host's health, heartbeats and probes only (a witness node).
+    None,
 }
 
 /// The whole configuration file.
@@ -116,6 +119,9 @@ pub enum SourceKind {
 pub struct Config {
     pub exporter: ExporterConfig,
     pub warnings: WarningsConfig,
+    pub heartbeat: HeartbeatConfig,
+    /// Domain service probes named in the file (xenstore may name more).
+    pub probes: V<Vec<ProbeConfig>>,
     pub webhook: WebhookConfig,
 }
 
@@ -131,6 +137,10 @@ pub struct ExporterConfig {
     pub libxenstat: V<Option<PathBuf>>,
     /// Read names, UUIDs, targets and guest data from xenstore (xen source only).
     pub xenstore: V<bool>,
+    /// How often every domain probe runs.
+    pub probe_interval: V<Dur>,
+    /// A probe that has not succeeded within this has failed.
+    pub probe_timeout: V<Dur>,
 }
 
 impl Default for ExporterConfig {
@@ -140,9 +150,275 @@ impl Default for ExporterConfig {
             source_timeout: V(Dur(Duration::from_secs(5))),
             libxenstat: V(None),
             xenstore: V(true),
+            probe_interval: V(Dur(Duration::from_secs(10))),
+            probe_timeout: V(Dur(Duration::from_secs(2))),
         }
     }
 }
+
+/// Default UDP port of the heartbeat (next to the exporter's 10025).
+pub const DEFAULT_HEARTBEAT_PORT: u16 = 10026;
+
+/// `heartbeat:` — UDP heartbeats between exporters. The heartbeat runs when
+/// a peer, a peers file or a listen address is given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HeartbeatConfig {
+    /// UDP address to listen on and send from (`:port` means all interfaces).
+    pub listen: V<Option<ListenAddr>>,
+    /// This host's name in its heartbeats, as its peers list it; default: the hostname.
+    pub name: V<Option<Name>>,
+    /// Time between two pings to each peer (10ms to 60s).
+    pub interval: V<Interval>,
+    /// Peers listed here; a peers file may add more.
+    pub peers: V<Vec<PeerConfig>>,
+    /// A YAML list of peers (same shape as `peers`), re-read when it changes.
+    pub peers_file: V<Option<PathBuf>>,
+    /// File holding the shared HMAC-SHA256 key; without it packets are not authenticated.
+    pub key_file: V<Option<PathBuf>>,
+    /// A peer is down after this many intervals without an answer.
+    pub down_after: V<Bounded<1, 1000>>,
+    /// Window over which the longest gap between two answers is kept.
+    pub gap_window: V<Dur>,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            listen: V(None),
+            name: V(None),
+            interval: V(Interval(Duration::from_millis(100))),
+            peers: V(vec![]),
+            peers_file: V(None),
+            key_file: V(None),
+            down_after: V(Bounded(3)),
+            gap_window: V(Dur(Duration::from_secs(300))),
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// Whether the heartbeat should run at all.
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some() || !self.peers.is_empty() || self.peers_file.is_some()
+    }
+}
+
+/// One heartbeat peer. Both fields are required.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct PeerConfig {
+    /// The peer's name: the `peer` label, and the name it sends in its packets.
+    pub name: V<Name>,
+    /// `host:port` of the peer's heartbeat socket.
+    pub address: V<HostPort>,
+}
+
+/// One domain probe. Both fields are required.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ProbeConfig {
+    /// The domain's name on this host.
+    pub domain: V<String>,
+    /// `tcp://host:port` or `http://host:port/path`.
+    pub target: V<ProbeTarget>,
+}
+
+/// A peer or host name: 1 to 64 bytes, no whitespace or control characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(pub String);
+
+impl Name {
+    /// Checks a name.
+    pub fn parse(s: &str) -> Result<Name, String> {
+        if s.is_empty() || s.len() > 64 {
+            return Err(format!("invalid name {s:?}: must be 1 to 64 bytes"));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "invalid name {s:?}: no spaces or control characters"
+            ));
+        }
+        Ok(Name(s.to_string()))
+    }
+}
+
+/// `host:port` (a name, an IPv4 address or a bracketed IPv6 address), resolved when used.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostPort(pub String);
+
+impl HostPort {
+    /// Checks the shape and the port.
+    pub fn parse(s: &str) -> Result<HostPort, String> {
+        let bad = || format!("invalid address {s:?} (use host:port, e.g. 10.0.0.2:10026)");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host_ok = if let Some(v6) = host.strip_prefix('[') {
+            v6.strip_suffix(']')
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        } else {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+        };
+        if port == 0 || !host_ok {
+            return Err(bad());
+        }
+        Ok(HostPort(s.to_string()))
+    }
+}
+
+/// A socket address to bind; `:port` means every interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub std::net::SocketAddr);
+
+impl ListenAddr {
+    /// Parses `ip:port` or `:port`.
+    pub fn parse(s: &str) -> Result<ListenAddr, String> {
+        let full = match s.strip_prefix(':') {
+            Some(p) => format!("0.0.0.0:{p}"),
+            None => s.to_string(),
+        };
+        full.parse()
+            .map(ListenAddr)
+            .map_err(|_| format!("invalid listen address {s:?} (use ip:port or :port)"))
+    }
+}
+
+/// The heartbeat interval: a duration from 10ms to 60s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interval(pub Duration);
+
+impl Interval {
+    /// Parses and bounds an interval.
+    pub fn parse(s: &str) -> Result<Interval, String> {
+        let d = parse_duration(s)?;
+        if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
+            return Err(format!("interval {s:?} out of range 10ms..60s"));
+        }
+        Ok(Interval(d))
+    }
+}
+
+/// An integer from `LO` to `HI`; its default is `LO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounded<const LO: u64, const HI: u64>(pub u64);
+
+impl<const LO: u64, const HI: u64> Default for Bounded<LO, HI> {
+    fn default() -> Self {
+        Bounded(LO)
+    }
+}
+
+impl<'de, const LO: u64, const HI: u64> Deserialize<'de> for Bounded<LO, HI> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<const LO: u64, const HI: u64>;
+        impl<const LO: u64, const HI: u64> serde::de::Visitor<'_> for Vis<LO, HI> {
+            type Value = Bounded<LO, HI>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "an integer from {LO} to {HI}")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                if (LO..=HI).contains(&v) {
+                    Ok(Bounded(v))
+                } else {
+                    Err(E::custom(format!("{v} out of range {LO}..{HI}")))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                match u64::try_from(v) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Err(E::custom(format!("{v} out of range {LO}..{HI}"))),
+                }
+            }
+        }
+        d.deserialize_u64(Vis::<LO, HI>)
+    }
+}
+
+/// Where a domain probe goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ProbeTarget {
+    /// Only a placeholder for a value that failed to parse.
+    #[default]
+    Invalid,
+    /// A TCP connect to `host:port`.
+    Tcp(HostPort),
+    /// An HTTP/1.1 GET of `path` on `host:port`; 2xx and 3xx succeed.
+    Http { authority: HostPort, path: String },
+}
+
+impl ProbeTarget {
+    /// Parses `tcp://host:port` or `http://host:port[/path]` (port 80 by default).
+    pub fn parse(s: &str) -> Result<ProbeTarget, String> {
+        let bad = |why: &str| format!("invalid probe target {s:?}: {why}");
+        if s.len() > 512 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("too long or has spaces"));
+        }
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            return HostPort::parse(rest)
+                .map(ProbeTarget::Tcp)
+                .map_err(|e| bad(&e));
+        }
+        if let Some(rest) = s.strip_prefix("http://") {
+            let (auth, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let has_port = auth.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+            let auth = if has_port {
+                auth.to_string()
+            } else {
+                format!("{auth}:80")
+            };
+            let authority = HostPort::parse(&auth).map_err(|e| bad(&e))?;
+            return Ok(ProbeTarget::Http {
+                authority,
+                path: path.to_string(),
+            });
+        }
+        Err(bad("use tcp://host:port or http://host:port/path"))
+    }
+}
+
+impl fmt::Display for ProbeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeTarget::Invalid => f.write_str("invalid"),
+            ProbeTarget::Tcp(a) => write!(f, "tcp://{}", a.0),
+            ProbeTarget::Http { authority, path } => write!(f, "http://{}{path}", authority.0),
+        }
+    }
+}
+
+/// Implements `Deserialize` from a string through a visitor (so the error is
+/// located) with the type's `parse`.
+macro_rules! from_str_de {
+    ($t:ty, $what:expr) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Vis;
+                impl serde::de::Visitor<'_> for Vis {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$t, E> {
+                        <$t>::parse(s).map_err(E::custom)
+                    }
+                }
+                d.deserialize_str(Vis)
+            }
+        }
+    };
+}
+
+from_str_de!(Name, "a name");
+from_str_de!(HostPort, "host:port");
+from_str_de!(ListenAddr, "ip:port or :port");
+from_str_de!(Interval, "a duration from 10ms to 60s");
+from_str_de!(ProbeTarget, "tcp://host:port or http://host:port/path");
 
 /// `warnings:` — where the warning-failure signals come from.
 #[derive(Debug, Clone, Deserialize)]
@@ -327,13 +603,74 @@ pub fn load_yaml<T: serde::de::DeserializeOwned + Default>(
 
 /// Parses configuration text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
-    parse_yaml(text, file)
+    parse_checked(text, file, |cfg: &Config| {
+        let mut errs = check_peers(text, file, "heartbeat.peers", &cfg.heartbeat.peers);
+        for (i, p) in cfg.probes.iter().enumerate() {
+            if p.domain.is_empty() || *p.target == ProbeTarget::Invalid {
+                errs.push(item_error(
+                    text,
+                    file,
+                    "probes",
+                    i,
+                    "missing domain or target: a probe needs both",
+                ));
+            }
+        }
+        errs
+    })
+}
+
+/// Checks a list of peers (`path` locates it: "" for a whole document):
+/// every entry has a name and an address, and names are unique.
+pub fn check_peers(text: &str, file: &str, path: &str, peers: &[PeerConfig]) -> Vec<ConfigError> {
+    let mut errs = vec![];
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in peers.iter().enumerate() {
+        let fresh = p.name.0.0.is_empty() || seen.insert(p.name.0.0.as_str());
+        if p.name.0.0.is_empty() || p.address.0.0.is_empty() {
+            errs.push(item_error(
+                text,
+                file,
+                path,
+                i,
+                "missing name or address: a peer needs both",
+            ));
+        } else if !fresh {
+            let msg = format!("duplicate peer name {:?}", p.name.0.0);
+            errs.push(item_error(text, file, path, i, &msg));
+        }
+    }
+    errs
+}
+
+fn item_error(text: &str, file: &str, path: &str, i: usize, message: &str) -> ConfigError {
+    let (line, column) = locate_item(text, path, i);
+    ConfigError {
+        file: file.into(),
+        line,
+        column,
+        field: if path.is_empty() {
+            format!("[{i}]")
+        } else {
+            format!("{path}[{i}]")
+        },
+        message: message.into(),
+    }
 }
 
 /// Parses YAML text into `T`, collecting every error; `file` names it in errors.
 pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
     text: &str,
     file: &str,
+) -> Result<T, ConfigErrors> {
+    parse_checked(text, file, |_| vec![])
+}
+
+/// [`parse_yaml`] plus the checks of `check` on what parsed, all reported together.
+pub fn parse_checked<T: DeserializeOwned + Default>(
+    text: &str,
+    file: &str,
+    check: impl FnOnce(&T) -> Vec<ConfigError>,
 ) -> Result<T, ConfigErrors> {
     ERRORS.with(|e| e.borrow_mut().clear());
     let mut unknown = Vec::new();
@@ -347,13 +684,20 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
         .collect();
     match parsed {
         Ok(cfg) => {
+            // An entry whose own value failed to parse is reported once, there.
+            for c in check(&cfg) {
+                let inner = format!("{}.", c.field);
+                if !errors.iter().any(|e| e.field.starts_with(&inner)) {
+                    errors.push(c);
+                }
+            }
             for path in unknown {
                 let (line, column) = locate_key(text, &path);
                 errors.push(ConfigError {
                     file: file.into(),
                     line,
                     column,
-                    field: path,
+                    field: bracket_indices(&path),
                     message: "unknown field".into(),
                 });
             }
@@ -379,6 +723,24 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
     Err(ConfigErrors(errors))
 }
 
+/// Writes list indices as serde_yaml_ng does: `a.0.b` becomes `a[0].b`.
+fn bracket_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 2);
+    for seg in path.split('.') {
+        if seg.parse::<usize>().is_ok() {
+            out.push('[');
+            out.push_str(seg);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
 /// Splits serde_yaml_ng's `path: message at line L column C` into parts.
 fn from_yaml_message(m: &str, file: &str) -> ConfigError {
     let (body, line, column) = match m.rfind(" at line ") {
@@ -392,7 +754,9 @@ fn from_yaml_message(m: &str, file: &str) -> ConfigError {
         None => (m, 0, 0),
     };
     let (field, message) = match body.split_once(": ") {
-        Some((f, msg)) if !f.contains(' ') => (f.to_string(), msg.to_string()),
+        Some((f, msg)) if !f.contains(' ') => {
+            (f.trim_start_matches('.').to_string(), msg.to_string())
+        }
         _ => ("-".to_string(), body.to_string()),
     };
     ConfigError {
@@ -402,6 +766,45 @@ fn from_yaml_message(m: &str, file: &str) -> ConfigError {
         field,
         message,
     }
+}
+
+/// Finds the line and column of item `index` of the block-style list at the
+/// dotted `path` ("" for a document that is a list).
+fn locate_item(text: &str, path: &str, index: usize) -> (usize, usize) {
+    let (start, key_indent) = if path.is_empty() {
+        (0, None)
+    } else {
+        match locate_key(text, path) {
+            (0, _) => return (0, 0),
+            (l, c) => (l, Some(c - 1)),
+        }
+    };
+    let mut item_indent = None;
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate().skip(start) {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let ind = line.len() - t.len();
+        if key_indent.is_some_and(|k| ind <= k && !t.starts_with('-')) {
+            break;
+        }
+        if !t.starts_with('-') {
+            continue;
+        }
+        let want = *item_indent.get_or_insert(ind);
+        if ind < want {
+            break;
+        }
+        if ind == want {
+            if n == index {
+                return (i + 1, ind + 1);
+            }
+            n += 1;
+        }
+    }
+    (0, 0)
 }
 
 /// Finds the line and column of a dotted key path in block-style YAML.
@@ -542,6 +945,94 @@ bogus: 1
             .0;
         assert_eq!(errs.len(), 1);
         assert!(errs[0].line >= 2, "{:?}", errs[0]);
+    }
+
+    #[test]
+    fn heartbeat_and_probe_errors_are_located_all_at_once() {
+        let text = "\
+heartbeat:
+  listen: nowhere
+  interval: 1ms
+  down_after: 0
+  peers:
+    - name: h2
+      address: 10.0.0.2
+    - name: h3
+    - name: h2
+      address: 10.0.0.9:10026
+    - name: \"has space\"
+      address: h4:1
+  gap_window: soon
+probes:
+  - domain: web
+    target: ftp://x
+  - domain: db
+exporter:
+  probe_timeout: 2 parsecs
+";
+        let errs = load_str(text, "c.yml").unwrap_err().0;
+        let got: Vec<_> = errs
+            .iter()
+            .map(|e| (e.line, e.column, e.field.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 11, "heartbeat.listen"),
+                (3, 13, "heartbeat.interval"),
+                (4, 15, "heartbeat.down_after"),
+                (7, 16, "heartbeat.peers[0].address"),
+                (8, 5, "heartbeat.peers[1]"),
+                (9, 5, "heartbeat.peers[2]"),
+                (11, 13, "heartbeat.peers[3].name"),
+                (13, 15, "heartbeat.gap_window"),
+                (16, 13, "probes[0].target"),
+                (17, 3, "probes[1]"),
+                (19, 18, "exporter.probe_timeout"),
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs[1].message.contains("out of range 10ms..60s"));
+        assert!(errs[2].message.contains("0 out of range 1..1000"));
+        assert!(errs[4].message.contains("missing name or address"));
+        assert!(errs[5].message.contains("duplicate peer name \"h2\""));
+        assert!(errs[8].message.contains("invalid probe target"));
+    }
+
+    #[test]
+    fn heartbeat_and_probe_values_are_taken() {
+        let c = load_str(
+            "heartbeat:\n  listen: \":10026\"\n  interval: 10ms\n  name: h1\n  peers:\n    - {name: h2, address: \"[::1]:10026\"}\nprobes:\n  - domain: web\n    target: http://10.0.0.5\n",
+            "c",
+        )
+        .unwrap();
+        let hb = &c.heartbeat;
+        assert!(hb.enabled());
+        assert_eq!(hb.listen.unwrap().0, "0.0.0.0:10026".parse().unwrap());
+        assert_eq!(hb.interval.0.0, Duration::from_millis(10));
+        assert_eq!(hb.peers[0].address.0.0, "[::1]:10026");
+        assert_eq!(*hb.down_after, Bounded(3));
+        assert_eq!(c.probes[0].target.to_string(), "http://10.0.0.5:80/");
+        assert!(!Config::default().heartbeat.enabled());
+    }
+
+    #[test]
+    fn probe_targets_parse_strictly() {
+        assert!(matches!(
+            ProbeTarget::parse("tcp://h:80"),
+            Ok(ProbeTarget::Tcp(_))
+        ));
+        assert!(ProbeTarget::parse("tcp://h").is_err());
+        assert!(ProbeTarget::parse("tcp://h:0").is_err());
+        assert!(ProbeTarget::parse("http://h:99999/").is_err());
+        assert!(ProbeTarget::parse("http://h/a b").is_err());
+        assert!(ProbeTarget::parse("gopher://h:70").is_err());
+        assert_eq!(
+            ProbeTarget::parse("http://[::1]:8080/x")
+                .unwrap()
+                .to_string(),
+            "http://[::1]:8080/x"
+        );
     }
 
     #[test]

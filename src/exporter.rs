@@ -7,6 +7,7 @@ use crate::cli::ExporterArgs;
 use crate::collector::Collector;
 use crate::config::{self, Config, SourceKind};
 use crate::guest::Rejections;
+use crate::heartbeat::{self, HeartbeatSource, probe::ProbeSource};
 use crate::sources::Source;
 use crate::sources::host::HostSource;
 use crate::sources::xen::XenSource;
@@ -30,18 +31,72 @@ pub fn xen_sources(
         v.push(Box::new(XenstoreSource::new(rej.clone(), key, timeout)));
     }
     v.push(Box::new(HostSource::new(cfg.warnings.clone())));
+    v.extend(network_sources(cfg)?);
     Ok(v)
+}
+
+/// The heartbeat (when configured) and domain probe sources; starts their
+/// background tasks, so call it inside the runtime.
+pub fn network_sources(cfg: &Config) -> anyhow::Result<Vec<Box<dyn Source>>> {
+    let mut v: Vec<Box<dyn Source>> = vec![];
+    if cfg.heartbeat.enabled() {
+        v.push(Box::new(HeartbeatSource::new(heartbeat::start(
+            &cfg.heartbeat,
+        )?)));
+    }
+    v.push(Box::new(ProbeSource::start(
+        cfg.probes.0.clone(),
+        cfg.exporter.probe_interval.0.0,
+        cfg.exporter.probe_timeout.0.0,
+    )));
+    Ok(v)
+}
+
+/// Applies the `--heartbeat.*` flags over the configuration; a peer name
+/// given twice is an error.
+pub fn apply_flags(cfg: &mut Config, args: &ExporterArgs) -> anyhow::Result<()> {
+    if let Some(l) = args.heartbeat_listen {
+        cfg.heartbeat.listen.0 = Some(l);
+    }
+    if let Some(n) = &args.heartbeat_name {
+        cfg.heartbeat.name.0 = Some(n.clone());
+    }
+    cfg.heartbeat
+        .peers
+        .0
+        .extend(args.heartbeat_peers.iter().cloned());
+    let mut names: Vec<&str> = cfg
+        .heartbeat
+        .peers
+        .iter()
+        .map(|p| p.name.0.0.as_str())
+        .collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!("heartbeat peer {:?} is given twice", w[0]);
+    }
+    Ok(())
 }
 
 /// Runs the exporter.
 pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
-    let cfg = config::load(args.config_file.as_deref())?;
+    let mut cfg = config::load(args.config_file.as_deref())?;
+    apply_flags(&mut cfg, &args)?;
     let sec = crate::webconfig::load(args.web_config_file.as_deref())?;
     let kind = args.source.or(*cfg.exporter.source).unwrap_or_default();
     let rej = Arc::new(Rejections::default());
     let sources = match kind {
         SourceKind::Xen => xen_sources(&cfg, args.libxenstat.as_deref(), &rej)?,
-        SourceKind::Sim => crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?,
+        SourceKind::Sim => {
+            let mut v = crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?;
+            v.extend(network_sources(&cfg)?);
+            v
+        }
+        SourceKind::None => {
+            let mut v: Vec<Box<dyn Source>> = vec![Box::new(HostSource::new(cfg.warnings.clone()))];
+            v.extend(network_sources(&cfg)?);
+            v
+        }
     };
     let collector = Arc::new(Collector::new(
         sources,

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod exporter;
 pub mod guest;
 pub mod guest_agent;
+pub mod heartbeat;
 pub mod http;
 pub mod log;
 pub mod migration;

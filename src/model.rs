@@ -253,6 +253,46 @@ impl Histogram {
     }
 }
 
+/// One heartbeat peer as of one scrape, counters cumulative since the peer was added.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerStats {
+    /// The peer's configured name (the `peer` label).
+    pub name: String,
+    /// Round-trip times of the pongs that came within the loss timeout.
+    pub rtt: Histogram,
+    pub sent: u64,
+    /// Pongs that came within the loss timeout.
+    pub received: u64,
+    /// Pings whose pong did not come within the loss timeout (late ones included).
+    pub lost: u64,
+    /// Pongs that came after the loss timeout.
+    pub late: u64,
+    /// An answer came within the last `down_after` intervals.
+    pub up: bool,
+    /// Longest time between two answers over the gap window, the ongoing one included.
+    pub longest_gap_seconds: f64,
+}
+
+/// The heartbeat mesh as of one scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeartbeatStats {
+    /// By name.
+    pub peers: Vec<PeerStats>,
+    /// Dropped datagrams by reason (every reason present, 0 or more).
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+/// One domain's service probe, cumulative since its target was first seen.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbeStats {
+    /// The target as configured or published by the guest.
+    pub target: String,
+    /// Durations of the probes that ran (failed ones included).
+    pub duration: Histogram,
+    /// The last probe succeeded.
+    pub success: bool,
+}
+
 /// Everything the sources found in one collection, before merging.
 #[derive(Debug, Clone, Default)]
 pub struct Collection {
@@ -268,6 +308,10 @@ pub struct Collection {
     pub hardware_errors: Option<(u64, u64)>,
     /// Migration durations per direction, cumulative since start.
     pub migrations: BTreeMap<Direction, Histogram>,
+    /// The heartbeat mesh, when it runs.
+    pub heartbeat: Option<HeartbeatStats>,
+    /// Domain probe results by domid.
+    pub probes: BTreeMap<DomId, ProbeStats>,
 }
 
 impl Collection {
@@ -314,6 +358,9 @@ pub struct Snapshot {
     pub migrations: BTreeMap<Direction, Histogram>,
     pub sources: Vec<SourceStatus>,
     pub self_stats: SelfStats,
+    pub heartbeat: Option<HeartbeatStats>,
+    /// Probe results by domid; rendered only for domains of this snapshot.
+    pub probes: BTreeMap<DomId, ProbeStats>,
 }
 
 impl Snapshot {
@@ -340,6 +387,8 @@ impl Snapshot {
             migrations: c.migrations,
             sources,
             self_stats,
+            heartbeat: c.heartbeat,
+            probes: c.probes,
         }
     }
 

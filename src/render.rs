@@ -183,6 +183,7 @@ pub fn render(s: &Snapshot, out: &mut String) {
     render_domains(&mut w, &s.domains, &prefixes);
     render_host(&mut w, s);
     render_self(&mut w, s);
+    crate::heartbeat::render::render(&mut w, s);
 }
 
 /// Writes one family over all domains; `f` emits the domain's samples.

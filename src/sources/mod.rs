@@ -9,7 +9,7 @@ pub mod xen;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::model::Collection;
+use crate::model::{Collection, Snapshot};
 
 /// A boxed future, as returned by [`Source::collect`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -41,6 +41,10 @@ pub trait Source: Send + Sync {
     /// Adds this source's data to `out`. On error, whatever was added is kept
     /// (a partial answer is still an answer) and the source is marked down.
     fn collect<'a>(&'a self, out: &'a mut Collection) -> BoxFuture<'a, Result<(), SourceError>>;
+
+    /// Sees each merged snapshot once it is built (the probe source takes its
+    /// targets from it). Must not block; the default ignores it.
+    fn observe(&self, _snapshot: &Snapshot) {}
 }
 
 pub mod host;
