@@ -504,8 +504,7 @@ impl Default for WebhookConfig {
 }
 
 /// One item of `webhook.exporters`: a host name and its exporter's metrics URL.
-/// Leaves are [`V`]s too (a struct failing inside a sequence would leave the YAML
-/// deserializer mid-sequence); a missing one is empty and refused when used.
+/// Both fields are required (checked after parsing, like peers and probes).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct ExporterEntry {
@@ -605,6 +604,17 @@ pub fn load_yaml<T: serde::de::DeserializeOwned + Default>(
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     parse_checked(text, file, |cfg: &Config| {
         let mut errs = check_peers(text, file, "heartbeat.peers", &cfg.heartbeat.peers);
+        let mut hosts = std::collections::BTreeSet::new();
+        for (i, e) in cfg.webhook.exporters.iter().enumerate() {
+            let msg = if e.host.is_empty() || e.url.is_empty() {
+                "missing host or url: an exporter needs both".to_string()
+            } else if !hosts.insert(e.host.as_str()) {
+                format!("duplicate exporter host {:?}", e.host.0)
+            } else {
+                continue;
+            };
+            errs.push(item_error(text, file, "webhook.exporters", i, &msg));
+        }
         for (i, p) in cfg.probes.iter().enumerate() {
             if p.domain.is_empty() || *p.target == ProbeTarget::Invalid {
                 errs.push(item_error(
@@ -916,17 +926,26 @@ bogus: 1
         );
         let ok = load_str("webhook:\n  executor:\n    command: [sh, -c, x]\n", "w").unwrap();
         assert_eq!(ok.webhook.executor.command.0, ["sh", "-c", "x"]);
-        let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: c\n      uri: x\n";
+        let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: b\n    - host: a\n      url: http://x:1/metrics\n    - host: c\n      url: http://c:1/metrics\n      uri: x\n";
         let errs = load_str(text, "w.yml").unwrap_err().0;
+        let got: Vec<_> = errs
+            .iter()
+            .map(|e| (e.line, e.field.as_str(), e.message.as_str()))
+            .collect();
         assert_eq!(
-            errs.iter()
-                .map(|e| (e.line, e.field.as_str()))
-                .collect::<Vec<_>>(),
-            [(6, "webhook.exporters.1.uri")],
+            got,
+            [
+                (
+                    5,
+                    "webhook.exporters[1]",
+                    "missing host or url: an exporter needs both"
+                ),
+                (6, "webhook.exporters[2]", "duplicate exporter host \"a\""),
+                (10, "webhook.exporters[3].uri", "unknown field"),
+            ],
             "{errs:#?}"
         );
-        let text =
-            "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: b\n";
+        let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n";
         let ok = load_str(text, "w.yml").unwrap();
         let got: Vec<(&str, &str)> = ok
             .webhook
@@ -934,7 +953,7 @@ bogus: 1
             .iter()
             .map(|e| (e.host.as_str(), e.url.as_str()))
             .collect();
-        assert_eq!(got, [("a", "http://a:1/metrics"), ("b", "")]);
+        assert_eq!(got, [("a", "http://a:1/metrics")]);
         assert_eq!(*ok.webhook.headroom_bytes, 512 << 20);
     }
 
