@@ -10,6 +10,7 @@ mod narrator;
 use crate::cli::{DemoArgs, StackMode};
 use crate::collector::Collector;
 use crate::guest::Rejections;
+use crate::heartbeat::{Heartbeat, HeartbeatSource, MeshConfig, PeerSpec};
 use crate::sim::{Cluster, Scenario, SimSource};
 use crate::sources::Source;
 use crate::{http, signals};
@@ -63,6 +64,65 @@ pub fn standalone_sources(host: &str, seed: u64) -> anyhow::Result<Vec<Box<dyn S
     Ok(vec![Box::new(SimSource::new(shared, host))])
 }
 
+/// Heartbeat interval between the simulated hosts.
+const DEMO_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Starts the real heartbeat mesh between the simulated hosts, over UDP on
+/// loopback; a host the scenario kills goes silent (its socket is muted).
+/// The meshes run while their peer lists' senders live: keep them.
+type PeerSenders = Vec<tokio::sync::watch::Sender<Vec<PeerSpec>>>;
+
+fn start_meshes(
+    hosts: &[String],
+    cluster: SharedCluster,
+) -> anyhow::Result<(Vec<Heartbeat>, PeerSenders)> {
+    let socks = hosts
+        .iter()
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let addrs = socks
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut meshes = Vec::new();
+    let mut senders = Vec::new();
+    for (i, sock) in socks.into_iter().enumerate() {
+        let peers: Vec<PeerSpec> = hosts
+            .iter()
+            .zip(&addrs)
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, (name, addr))| PeerSpec {
+                name: name.clone(),
+                addr: *addr,
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::watch::channel(peers);
+        senders.push(tx);
+        let cfg = MeshConfig {
+            name: hosts[i].clone(),
+            interval: DEMO_HEARTBEAT_INTERVAL,
+            down_after: 3,
+            gap_window: Duration::from_secs(300),
+            key: None,
+        };
+        meshes.push(Heartbeat::start_on_thread(sock, cfg, rx)?);
+    }
+    let controls: Vec<_> = meshes.iter().map(|m| m.control()).collect();
+    let names = hosts.to_vec();
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(DEMO_HEARTBEAT_INTERVAL);
+        loop {
+            iv.tick().await;
+            let c = cluster.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, ctl) in names.iter().zip(&controls) {
+                ctl.set_mute(!c.host(name).is_some_and(|h| h.alive));
+            }
+        }
+    });
+    Ok((meshes, senders))
+}
+
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cluster = match &args.cluster {
@@ -96,10 +156,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sec = crate::webconfig::WebSecurity::default();
     let mut servers = Vec::new();
     let mut targets = Vec::new();
-    for (i, host) in hosts.iter().enumerate() {
+    let (meshes, _peer_senders) = start_meshes(&hosts, shared.clone())?;
+    for (i, (host, hb)) in hosts.iter().zip(meshes).enumerate() {
         let rej = Arc::new(Rejections::default());
-        let src: Vec<Box<dyn Source>> =
-            vec![Box::new(SimSource::new(shared.clone(), host.clone()))];
+        let src: Vec<Box<dyn Source>> = vec![
+            Box::new(SimSource::new(shared.clone(), host.clone())),
+            Box::new(HeartbeatSource::new(hb)),
+        ];
         let collector = Arc::new(Collector::new(src, Duration::from_secs(5), rej));
         let addr = format!("{}:{}", args.listen_host, args.base_port + i as u16);
         let listener = http::bind(&addr).await?;
