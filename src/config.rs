@@ -464,8 +464,11 @@ impl Default for WarningsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct WebhookConfig {
-    /// Known hosts; when empty, the inventory's hosts (Prometheus or the sim) are the known ones.
+    /// Known hosts; when empty, the inventory's hosts (Prometheus, the exporters or the sim)
+    /// are the known ones.
     pub hosts: V<Vec<String>>,
+    /// Plan from these exporters' /metrics instead of Prometheus (`--exporter` wins over it).
+    pub exporters: V<Vec<ExporterEntry>>,
     /// Free memory every target keeps after the planned placements.
     pub headroom_bytes: V<u64>,
     /// Migrations at once out of one host.
@@ -474,7 +477,7 @@ pub struct WebhookConfig {
     pub max_parallel_per_target: V<u32>,
     /// Scrape job of the exporters (for `up{job=...}`).
     pub prometheus_job: V<String>,
-    /// Timeout of one Prometheus query.
+    /// Timeout of one Prometheus query (or one exporter scrape with `exporters`).
     pub prometheus_timeout: V<Dur>,
     /// Longest wait between retries while Prometheus is unreachable.
     pub retry_max_backoff: V<Dur>,
@@ -487,6 +490,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             hosts: V(vec![]),
+            exporters: V(vec![]),
             headroom_bytes: V(512 << 20),
             max_parallel_per_source: V(2),
             max_parallel_per_target: V(1),
@@ -497,6 +501,16 @@ impl Default for WebhookConfig {
             executor: ExecutorConfig::default(),
         }
     }
+}
+
+/// One item of `webhook.exporters`: a host name and its exporter's metrics URL.
+/// Both fields are required (checked after parsing, like peers and probes).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ExporterEntry {
+    pub host: V<String>,
+    /// `http://addr:port/metrics`.
+    pub url: V<String>,
 }
 
 /// `webhook.executor:` — the command that migrates a domain.
@@ -590,6 +604,17 @@ pub fn load_yaml<T: serde::de::DeserializeOwned + Default>(
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     parse_checked(text, file, |cfg: &Config| {
         let mut errs = check_peers(text, file, "heartbeat.peers", &cfg.heartbeat.peers);
+        let mut hosts = std::collections::BTreeSet::new();
+        for (i, e) in cfg.webhook.exporters.iter().enumerate() {
+            let msg = if e.host.is_empty() || e.url.is_empty() {
+                "missing host or url: an exporter needs both".to_string()
+            } else if !hosts.insert(e.host.as_str()) {
+                format!("duplicate exporter host {:?}", e.host.0)
+            } else {
+                continue;
+            };
+            errs.push(item_error(text, file, "webhook.exporters", i, &msg));
+        }
         for (i, p) in cfg.probes.iter().enumerate() {
             if p.domain.is_empty() || *p.target == ProbeTarget::Invalid {
                 errs.push(item_error(
@@ -901,6 +926,34 @@ bogus: 1
         );
         let ok = load_str("webhook:\n  executor:\n    command: [sh, -c, x]\n", "w").unwrap();
         assert_eq!(ok.webhook.executor.command.0, ["sh", "-c", "x"]);
+        let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: b\n    - host: a\n      url: http://x:1/metrics\n    - host: c\n      url: http://c:1/metrics\n      uri: x\n";
+        let errs = load_str(text, "w.yml").unwrap_err().0;
+        let got: Vec<_> = errs
+            .iter()
+            .map(|e| (e.line, e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    5,
+                    "webhook.exporters[1]",
+                    "missing host or url: an exporter needs both"
+                ),
+                (6, "webhook.exporters[2]", "duplicate exporter host \"a\""),
+                (10, "webhook.exporters[3].uri", "unknown field"),
+            ],
+            "{errs:#?}"
+        );
+        let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n";
+        let ok = load_str(text, "w.yml").unwrap();
+        let got: Vec<(&str, &str)> = ok
+            .webhook
+            .exporters
+            .iter()
+            .map(|e| (e.host.as_str(), e.url.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "http://a:1/metrics")]);
         assert_eq!(*ok.webhook.headroom_bytes, 512 << 20);
     }
 
