@@ -15,6 +15,8 @@ use serde::{Deserialize, Deserializer};
 
 thread_local! {
     static ERRORS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// Set for the strict second pass: leaves propagate their errors.
+    static STRICT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A configuration leaf: a value of `T`, or (when it fails to parse) the
@@ -39,6 +41,7 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for V<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match T::deserialize(d) {
             Ok(v) => Ok(V(v)),
+            Err(e) if STRICT.with(|s| s.get()) => Err(e),
             Err(e) => {
                 ERRORS.with(|errs| errs.borrow_mut().push(e.to_string()));
                 Ok(V(T::default()))
@@ -600,6 +603,25 @@ pub fn load_yaml<T: serde::de::DeserializeOwned + Default>(
     parse_yaml(&text, &name)
 }
 
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Silences the panic message of this thread while on (the lenient pass's
+/// panic is caught and reported as a configuration error instead).
+fn quiet_panics(on: bool) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                prev(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(on));
+}
+
 /// Parses configuration text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     parse_checked(text, file, |cfg: &Config| {
@@ -684,9 +706,28 @@ pub fn parse_checked<T: DeserializeOwned + Default>(
 ) -> Result<T, ConfigErrors> {
     ERRORS.with(|e| e.borrow_mut().clear());
     let mut unknown = Vec::new();
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    let parsed: Result<T, _> =
-        serde_ignored::deserialize(de, |p| unknown.push(p.to_string().replace(".?", "")));
+    let lenient = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        quiet_panics(true);
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let r = serde_ignored::deserialize(de, |p| unknown.push(p.to_string().replace(".?", "")));
+        quiet_panics(false);
+        r
+    }));
+    // A leaf that met a sequence or mapping where it wanted a scalar leaves
+    // serde_yaml_ng's event stream out of step, and it panics. Parse again
+    // strictly: the first error, with its location, is then reported alone.
+    let parsed: Result<T, _> = match lenient {
+        Ok(r) => r,
+        Err(_) => {
+            quiet_panics(false);
+            ERRORS.with(|e| e.borrow_mut().clear());
+            unknown.clear();
+            STRICT.with(|s| s.set(true));
+            let r = serde_yaml_ng::from_str::<T>(text);
+            STRICT.with(|s| s.set(false));
+            r
+        }
+    };
     let mut errors: Vec<ConfigError> = ERRORS
         .with(|e| std::mem::take(&mut *e.borrow_mut()))
         .iter()
@@ -955,6 +996,30 @@ bogus: 1
             .collect();
         assert_eq!(got, [("a", "http://a:1/metrics")]);
         assert_eq!(*ok.webhook.headroom_bytes, 512 << 20);
+    }
+
+    #[test]
+    fn a_sequence_where_a_scalar_belongs_is_an_error_not_a_panic() {
+        let errs = load_str(
+            "warnings:\n  maintenance_xenstore_key: [x, y]\n  temperature_celsius: hot\n",
+            "c.yml",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].line, errs[0].field.as_str()),
+            (2, "warnings.maintenance_xenstore_key")
+        );
+        assert!(errs[0].message.contains("sequence"), "{}", errs[0]);
+        // The lenient pass works again afterwards.
+        let errs = load_str(
+            "warnings:\n  temperature_celsius: hot\n  tempreature: 1\n",
+            "c.yml",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errs.len(), 2);
     }
 
     #[test]
