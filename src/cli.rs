@@ -173,6 +173,11 @@ pub struct DemoArgs {
     #[arg(long = "webhook")]
     pub webhook: bool,
 
+    /// Never run the webhook, even with the stack: alerts fire and nothing acts
+    /// (the paper's "no reaction" case).
+    #[arg(long = "no-webhook", conflicts_with = "webhook")]
+    pub no_webhook: bool,
+
     /// Run real Prometheus and Alertmanager beside the cluster (with the shipped rules and
     /// routing, fast intervals) and the webhook: `auto` does it when both are on PATH.
     #[arg(long = "stack", value_enum, default_value = "auto")]
@@ -197,6 +202,10 @@ pub struct DemoArgs {
     /// With `--webhook`: the bearer token file; default: a new random token in a temp dir (printed).
     #[arg(long = "webhook.token-file")]
     pub webhook_token_file: Option<PathBuf>,
+
+    /// With `--webhook`: plan from this Prometheus (default: the demo's own stack's, else the model).
+    #[arg(long = "webhook.prometheus-url")]
+    pub webhook_prometheus_url: Option<String>,
 
     /// With `--webhook`: accept requests without a token.
     #[arg(

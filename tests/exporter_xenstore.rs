@@ -349,3 +349,72 @@ fn hostile_domain_names_pass_promtool_and_round_trip() {
         );
     }
 }
+
+#[test]
+fn a_burst_of_watch_events_does_not_stall_the_source() {
+    // Regression: a watch handler that read on the watch's own connection
+    // deadlocked xenstore-rs once more than 8 events were queued.
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let xsd = TestXenstored::start(&socket("burst"));
+    xsd.introduce_domain(0, "Domain-0", "00000000-0000-0000-0000-000000000000", 1024);
+    let e = exporter(&xsd);
+    let (_, s) = scrape(&e);
+    assert_eq!(
+        value(&s, "xentinel_source_up", &[("source", "xenstore")]),
+        Some(1.0)
+    );
+    for id in 1..=20u32 {
+        xsd.introduce_domain(
+            id,
+            &format!("d{id}--incoming"),
+            &format!("{id:08x}-0000-4000-8000-000000000000"),
+            1024,
+        );
+    }
+    // A watch event names a path, not a value: the handler reads the name
+    // when it gets to the event. Real migrations take seconds to rename.
+    std::thread::sleep(Duration::from_millis(300));
+    for round in 0..5 {
+        for id in 1..=20u32 {
+            xsd.write(
+                &format!("/local/domain/{id}/data/xentinel/pgfault"),
+                &(round * 100 + id).to_string(),
+            );
+            xsd.write(&format!("/local/domain/{id}/name"), &format!("d{id}"));
+        }
+        let (_, s) = scrape(&e);
+        assert_eq!(
+            value(&s, "xentinel_source_up", &[("source", "xenstore")]),
+            Some(1.0),
+            "round {round}"
+        );
+        let took = value(
+            &s,
+            "xentinel_source_duration_seconds",
+            &[("source", "xenstore")],
+        )
+        .unwrap();
+        assert!(took < 0.5, "xenstore read took {took} s in round {round}");
+    }
+    let mut s = scrape(&e).1;
+    for _ in 0..50 {
+        if value(
+            &s,
+            "xen_domain_migration_duration_seconds_count",
+            &[("direction", "incoming")],
+        ) == Some(20.0)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        s = scrape(&e).1;
+    }
+    assert_eq!(
+        value(
+            &s,
+            "xen_domain_migration_duration_seconds_count",
+            &[("direction", "incoming")]
+        ),
+        Some(20.0)
+    );
+}

@@ -10,6 +10,7 @@ mod narrator;
 use crate::cli::{DemoArgs, StackMode};
 use crate::collector::Collector;
 use crate::guest::Rejections;
+use crate::heartbeat::{Heartbeat, HeartbeatSource, MeshConfig, PeerSpec};
 use crate::sim::{Cluster, Scenario, SimSource};
 use crate::sources::Source;
 use crate::{http, signals};
@@ -30,8 +31,8 @@ pub fn spawn_stepper(cluster: SharedCluster, mut scenario: Scenario, tick: Durat
             let now = c.now();
             for a in scenario.apply_due(&mut c, now) {
                 match &a.result {
-                    Ok(()) => log::info!("scenario at {:?}: {:?}", a.at, a.action),
-                    Err(e) => log::warn!("scenario at {:?}: {:?} failed: {e}", a.at, a.action),
+                    Ok(()) => log::info!("scenario at {:?}: {}", a.at, a.action),
+                    Err(e) => log::warn!("scenario at {:?}: {} failed: {e}", a.at, a.action),
                 }
             }
         }
@@ -61,6 +62,65 @@ pub fn standalone_sources(host: &str, seed: u64) -> anyhow::Result<Vec<Box<dyn S
         1.0,
     );
     Ok(vec![Box::new(SimSource::new(shared, host))])
+}
+
+/// Heartbeat interval between the simulated hosts.
+const DEMO_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Starts the real heartbeat mesh between the simulated hosts, over UDP on
+/// loopback; a host the scenario kills goes silent (its socket is muted).
+/// The meshes run while their peer lists' senders live: keep them.
+type PeerSenders = Vec<tokio::sync::watch::Sender<Vec<PeerSpec>>>;
+
+fn start_meshes(
+    hosts: &[String],
+    cluster: SharedCluster,
+) -> anyhow::Result<(Vec<Heartbeat>, PeerSenders)> {
+    let socks = hosts
+        .iter()
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let addrs = socks
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut meshes = Vec::new();
+    let mut senders = Vec::new();
+    for (i, sock) in socks.into_iter().enumerate() {
+        let peers: Vec<PeerSpec> = hosts
+            .iter()
+            .zip(&addrs)
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, (name, addr))| PeerSpec {
+                name: name.clone(),
+                addr: *addr,
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::watch::channel(peers);
+        senders.push(tx);
+        let cfg = MeshConfig {
+            name: hosts[i].clone(),
+            interval: DEMO_HEARTBEAT_INTERVAL,
+            down_after: 3,
+            gap_window: Duration::from_secs(300),
+            key: None,
+        };
+        meshes.push(Heartbeat::start_on_thread(sock, cfg, rx)?);
+    }
+    let controls: Vec<_> = meshes.iter().map(|m| m.control()).collect();
+    let names = hosts.to_vec();
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(DEMO_HEARTBEAT_INTERVAL);
+        loop {
+            iv.tick().await;
+            let c = cluster.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, ctl) in names.iter().zip(&controls) {
+                ctl.set_mute(!c.host(name).is_some_and(|h| h.alive));
+            }
+        }
+    });
+    Ok((meshes, senders))
 }
 
 /// Runs the demo until Ctrl-C.
@@ -96,16 +156,42 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sec = crate::webconfig::WebSecurity::default();
     let mut servers = Vec::new();
     let mut targets = Vec::new();
-    for (i, host) in hosts.iter().enumerate() {
+    let (meshes, _peer_senders) = start_meshes(&hosts, shared.clone())?;
+    for (i, (host, hb)) in hosts.iter().zip(meshes).enumerate() {
         let rej = Arc::new(Rejections::default());
-        let src: Vec<Box<dyn Source>> =
-            vec![Box::new(SimSource::new(shared.clone(), host.clone()))];
+        let src: Vec<Box<dyn Source>> = vec![
+            Box::new(SimSource::new(shared.clone(), host.clone())),
+            Box::new(HeartbeatSource::new(hb)),
+        ];
         let collector = Arc::new(Collector::new(src, Duration::from_secs(5), rej));
         let addr = format!("{}:{}", args.listen_host, args.base_port + i as u16);
         let listener = http::bind(&addr).await?;
         let local = listener.local_addr()?;
         targets.push((host.clone(), local.to_string()));
         let router = http::router(collector, "/metrics", &format!("xentinel demo host {host}"));
+        // A killed host's exporter dies with it: Prometheus sees `up == 0`.
+        let (c, name) = (shared.clone(), host.clone());
+        let router = router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let alive = c
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .host(&name)
+                    .is_some_and(|h| h.alive);
+                async move {
+                    if alive {
+                        next.run(req).await
+                    } else {
+                        use axum::response::IntoResponse;
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "host is down\n",
+                        )
+                            .into_response()
+                    }
+                }
+            },
+        ));
         servers.push(tokio::spawn(http::serve(
             listener,
             router,
@@ -126,8 +212,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let prom_url = stack_bins
         .as_ref()
         .map(|_| format!("http://{}", args.prometheus_address));
-    let webhook = if args.webhook || stack_bins.is_some() {
-        Some(crate::migration::spawn_for_demo(shared.clone(), &args, prom_url.clone()).await?)
+    let webhook = if !args.no_webhook && (args.webhook || stack_bins.is_some()) {
+        let planner = args.webhook_prometheus_url.clone().or(prom_url.clone());
+        Some(crate::migration::spawn_for_demo(shared.clone(), &args, planner).await?)
     } else {
         None
     };
@@ -153,9 +240,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             st.alertmanager_url,
             st.dir.display()
         );
-        if let Some(w) = &webhook {
-            narrator::spawn(st.prometheus_url.clone(), w.db_path.clone(), shared.clone());
-        }
+        narrator::spawn(
+            st.prometheus_url.clone(),
+            webhook.as_ref().map(|w| w.db_path.clone()),
+            shared.clone(),
+        );
         _stack = Some(st);
     } else if args.stack == StackMode::Auto {
         println!(

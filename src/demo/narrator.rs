@@ -19,7 +19,7 @@ struct Told {
 }
 
 /// Prints the story every half second until the process ends.
-pub fn spawn(prometheus_url: String, db_path: PathBuf, cluster: SharedCluster) {
+pub fn spawn(prometheus_url: String, db_path: Option<PathBuf>, cluster: SharedCluster) {
     tokio::spawn(async move {
         let Ok(prom) = PromClient::new(&prometheus_url, Duration::from_secs(2)) else {
             return;
@@ -44,7 +44,7 @@ pub fn spawn(prometheus_url: String, db_path: PathBuf, cluster: SharedCluster) {
                     }
                 }
             }
-            let db = db_path.clone();
+            let Some(db) = db_path.clone() else { continue };
             let jobs = tokio::task::spawn_blocking(
                 move || -> Option<Vec<crate::migration::joblog::Job>> {
                     if !db.exists() {

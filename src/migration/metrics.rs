@@ -119,6 +119,15 @@ impl Metrics {
         for c in reg {
             r.register(c).expect("unique names");
         }
+        // Every label value exists from the start at 0, so `increase()` in the
+        // alert rules sees the first failure or ignored alert too.
+        for result in ["success", "error"] {
+            m.duration.with_label_values(&[result]);
+            m.downtime.with_label_values(&[result]);
+        }
+        for reason in ["not_evacuate", "duplicate", "resolved_without_job"] {
+            m.ignored.with_label_values(&[reason]);
+        }
         m
     }
 

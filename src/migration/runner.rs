@@ -284,7 +284,12 @@ impl Engine {
                 return Ok(None);
             }
             let why = match self.inventory.view().await {
-                Ok(v) if v.hosts.contains_key(host) => break v,
+                // A view with no host but the source cannot place anything; it is
+                // usually a Prometheus that has not scraped the others yet: wait.
+                Ok(v) if v.hosts.contains_key(host) && v.hosts.len() > 1 => break v,
+                Ok(v) if v.hosts.contains_key(host) => {
+                    format!("no host other than {host} is visible in {} yet", v.source)
+                }
                 Ok(v) => format!("host {host} is not visible in {}", v.source),
                 Err(e) => e,
             };

@@ -68,6 +68,20 @@ pub enum Action {
     Migrate { domain: String, to: String },
 }
 
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Workload(p) => write!(f, "workload of {} changed", p.domain),
+            Action::Warning { host, kind, on } => {
+                let what = if *on { "raised" } else { "cleared" };
+                write!(f, "warning {} {what} on {host}", kind.as_str())
+            }
+            Action::KillHost(h) => write!(f, "host {h} killed"),
+            Action::Migrate { domain, to } => write!(f, "migration of {domain} to {to} started"),
+        }
+    }
+}
+
 /// The workload fields to change; absent ones are left alone.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,10 +1,11 @@
 //! One host of the modelled cluster as a [`Source`] named `sim`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::model::{
-    Collection, DomainMeta, DomainState, DomainStats, GuestReport, HostStats, NetIf, Vbd, Vcpu,
-    WarningKind,
+    Collection, Dom0Health, DomainMeta, DomainState, DomainStats, GuestReport, Histogram,
+    HostStats, NetIf, ProbeStats, Vbd, Vcpu, WarningKind,
 };
 use crate::sources::{BoxFuture, Source, SourceError};
 
@@ -19,6 +20,8 @@ pub const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
 pub struct SimSource {
     pub cluster: Arc<Mutex<Cluster>>,
     pub host: String,
+    /// Probe durations per domain (by uuid) while it lives on this host.
+    probes: Arc<Mutex<HashMap<String, Histogram>>>,
 }
 
 impl SimSource {
@@ -27,6 +30,7 @@ impl SimSource {
         SimSource {
             cluster,
             host: host.into(),
+            probes: Arc::default(),
         }
     }
 
@@ -36,7 +40,33 @@ impl SimSource {
             .cluster
             .lock()
             .map_err(|_| SourceError("sim: cluster lock poisoned".into()))?;
-        fill(&c, &self.host, out)
+        fill(&c, &self.host, out)?;
+        self.probe(&c, out);
+        Ok(())
+    }
+
+    /// The domain probe of a modelled domain: each collection probes every
+    /// domain once; it answers (success) unless paused or down, after the
+    /// model's response time.
+    fn probe(&self, c: &Cluster, out: &mut Collection) {
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let here: Vec<_> = c.domains_on(&self.host).collect();
+        probes.retain(|uuid, _| here.iter().any(|d| &d.uuid == uuid));
+        for d in here {
+            let h = probes
+                .entry(d.uuid.clone())
+                .or_insert_with(|| Histogram::new(&crate::heartbeat::probe::DURATION_BUCKETS));
+            let success = d.state != DomainState::Paused && d.state != DomainState::Crashed;
+            h.observe(d.response_time_ms / 1000.0);
+            out.probes.insert(
+                d.domid,
+                ProbeStats {
+                    target: format!("sim://{}", d.name),
+                    duration: h.clone(),
+                    success,
+                },
+            );
+        }
     }
 }
 
@@ -47,6 +77,27 @@ impl Source for SimSource {
 
     fn collect<'a>(&'a self, out: &'a mut Collection) -> BoxFuture<'a, Result<(), SourceError>> {
         Box::pin(async move { self.fill(out) })
+    }
+}
+
+/// dom0's health in the model: the load is the number of running vCPUs on
+/// the host (dom0's included), the CPU package temperature rises linearly from
+/// 35 °C idle to 80 °C with every physical CPU busy, and dom0's memory is its
+/// allocation with a fixed 25 % in use.
+fn dom0_health(c: &Cluster, host: &str, h: &super::SimHost) -> Dom0Health {
+    let running: u32 = c
+        .domains_on(host)
+        .filter(|d| d.state == DomainState::Running)
+        .map(|d| d.vcpus)
+        .sum::<u32>()
+        + h.spec.dom0_vcpus;
+    let load = f64::from(running);
+    let busy = (load / f64::from(h.spec.cpus.max(1))).min(1.0);
+    Dom0Health {
+        load: [load; 3],
+        memory_available_bytes: h.spec.dom0_memory_bytes / 4 * 3,
+        memory_total_bytes: h.spec.dom0_memory_bytes,
+        temperatures: vec![("package".into(), 35.0 + 45.0 * busy)],
     }
 }
 
@@ -174,6 +225,7 @@ fn fill(c: &Cluster, host: &str, out: &mut Collection) -> Result<(), SourceError
     for kind in WarningKind::ALL {
         out.warn(kind, h.warnings.get(&kind).copied().unwrap_or(false));
     }
+    out.dom0 = Some(dom0_health(c, host, h));
     for (dir, hist) in &h.durations {
         out.migrations.insert(*dir, hist.clone());
     }

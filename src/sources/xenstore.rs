@@ -37,6 +37,8 @@ struct Static {
 #[derive(Default)]
 struct State {
     conn: Option<XsTokio>,
+    /// The watch handlers of `conn`; aborted (dropping their watches) on reconnect.
+    watch_tasks: Vec<tokio::task::JoinHandle<()>>,
     cache: HashMap<DomId, Static>,
 }
 
@@ -68,39 +70,48 @@ impl XenstoreSource {
         }
     }
 
-    async fn connect(&self) -> io::Result<XsTokio> {
-        let xs = XsTokio::new().await.map_err(|e| {
-            let path =
-                std::env::var("XENSTORED_PATH").unwrap_or_else(|_| "/run/xenstored/socket".into());
-            io::Error::new(
-                e.kind(),
-                format!("cannot reach xenstored at {path} or /dev/xen/xenbus: {e}"),
-            )
-        })?;
+    /// Opens two connections: one for reads, one only for watches. xenstore-rs
+    /// delivers watch events and read replies from one task that blocks when a
+    /// watch's 8-event queue is full, so a watch handler that reads on the same
+    /// connection can deadlock it; handlers here read on the other one.
+    async fn connect(&self) -> io::Result<(XsTokio, Vec<tokio::task::JoinHandle<()>>)> {
+        let open = || async {
+            XsTokio::new().await.map_err(|e| {
+                let path = std::env::var("XENSTORED_PATH")
+                    .unwrap_or_else(|_| "/run/xenstored/socket".into());
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot reach xenstored at {path} or /dev/xen/xenbus: {e}"),
+                )
+            })
+        };
+        let xs = open().await?;
+        let watcher = open().await?;
+        let mut tasks = Vec::new();
         for special in ["@introduceDomain", "@releaseDomain"] {
-            let mut w = xs.watch(special).await?;
+            let mut w = watcher.watch(special).await?;
             let state = Arc::downgrade(&self.state);
             let xs2 = xs.clone();
-            tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 // Which domain came or went is not in the event: drop the cache
                 // entries of every domid that no longer exists, so a reused
                 // domid never inherits a gone domain's UUID.
                 while w.next().await.is_some() {
+                    let Ok(ids) = xs2.directory("/local/domain").await else {
+                        continue;
+                    };
+                    let alive: HashSet<DomId> = ids.iter().filter_map(|s| s.parse().ok()).collect();
                     let Some(state) = state.upgrade() else { break };
-                    if let Ok(ids) = xs2.directory("/local/domain").await {
-                        let alive: HashSet<DomId> =
-                            ids.iter().filter_map(|s| s.parse().ok()).collect();
-                        state.lock().await.cache.retain(|id, _| alive.contains(id));
-                    }
+                    state.lock().await.cache.retain(|id, _| alive.contains(id));
                 }
-            });
+            }));
         }
         // Renames time the migrations libxl makes: a domain arrives named
         // `<name>--incoming` and is renamed to `<name>` when it is done.
-        let mut w = xs.watch("/local/domain").await?;
+        let mut w = watcher.watch("/local/domain").await?;
         let tracker = self.migrations.clone();
         let xs2 = xs.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             while let Some(path) = w.next().await {
                 let Some(id) = name_path_domid(&path) else {
                     continue;
@@ -109,8 +120,8 @@ impl XenstoreSource {
                 let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
                 t.observe(id, name.as_deref(), std::time::Instant::now());
             }
-        });
-        Ok(xs)
+        }));
+        Ok((xs, tasks))
     }
 
     async fn collect_inner(&self, out: &mut Collection) -> io::Result<()> {
@@ -118,7 +129,10 @@ impl XenstoreSource {
         let xs = match &st.conn {
             Some(xs) => xs.clone(),
             None => {
-                let xs = tokio::time::timeout(self.timeout, self.connect())
+                for t in st.watch_tasks.drain(..) {
+                    t.abort();
+                }
+                let (xs, tasks) = tokio::time::timeout(self.timeout, self.connect())
                     .await
                     .map_err(|_| {
                         io::Error::new(
@@ -127,6 +141,7 @@ impl XenstoreSource {
                         )
                     })??;
                 st.conn = Some(xs.clone());
+                st.watch_tasks = tasks;
                 xs
             }
         };

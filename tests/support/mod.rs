@@ -6,6 +6,7 @@ pub mod alertmanager;
 pub mod dashboards;
 pub mod netns;
 pub mod proc;
+pub mod prom_text;
 pub mod scrape;
 pub mod webhook;
 pub mod xenstored;

@@ -1,0 +1,963 @@
+//! Real Xen in the test suite (issue 4).
+//!
+//! Boots Xen 4.17 + a Linux PV dom0 under QEMU (TCG) with `scripts/xen-vm/`, runs
+//! `xentinel exporter --source xen` in dom0 and `xentinel guest-agent` in a PV and a PVH domU, and
+//! checks the exporter's scrapes against what `xentop`, `xl list -l` and `xl list -v` say at the
+//! same moment, across a memory hog, a destroy, a create and a live migration (see
+//! `scripts/xen-vm/dom0-init.sh` for the scenario). Also checks that the exporter refuses to start,
+//! with one clear sentence, on a host without Xen.
+//!
+//! Needs the packages of `scripts/xen-vm/install-deps.sh`; without them the test fails (no skip).
+//! Env: `XENTINEL_BIN` = the binary to put in the VM (default: this build's `xentinel`).
+//! Artifacts, including `serial.log`, stay in `target/tmp/xen-vm/`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::prom_text::{self, Sample};
+
+const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/xen-vm");
+/// Hard limit for the VM run; a normal run takes ~1.5 min.
+const BOOT_TIMEOUT_SECS: u64 = 480;
+/// What dom0-init.sh asks tinypv to touch (MEMHOG_MB there); ~256 minor faults per MiB.
+const MEMHOG_MB: f64 = 64.0;
+/// Slack for the exporter's own sampling: its values may be up to one 1-s interval old.
+const SAMPLE_INTERVAL: f64 = 1.0;
+const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
+const INSTALL_HINT: &str = "install them with `sudo scripts/xen-vm/install-deps.sh` (Debian 12)";
+
+fn xentinel_bin() -> PathBuf {
+    std::env::var_os("XENTINEL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_xentinel")))
+}
+
+fn on_path(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+}
+
+/// Fails (never skips) when a package the VM needs is missing.
+fn preflight() {
+    let mut missing = Vec::new();
+    if !on_path("qemu-system-x86_64") {
+        missing.push("qemu-system-x86_64 (qemu-system-x86)".to_string());
+    }
+    for (path, pkg) in [
+        ("/boot/xen-4.17-amd64.gz", "xen-hypervisor-4.17-amd64"),
+        ("/usr/lib/xen-4.17/bin/xl", "xen-utils-4.17"),
+        ("/usr/bin/xenstore", "xenstore-utils"),
+        ("/bin/busybox", "busybox-static"),
+    ] {
+        if !Path::new(path).exists() {
+            missing.push(format!("{path} ({pkg})"));
+        }
+    }
+    let kernel = fs::read_dir("/boot")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .unwrap_or(false);
+    if !kernel {
+        missing.push("/boot/vmlinuz-* (linux-image-amd64)".to_string());
+    }
+    if !on_path("cpio") {
+        missing.push("cpio (cpio)".to_string());
+    }
+    assert!(
+        missing.is_empty(),
+        "the Xen-in-QEMU test cannot run: missing {}; {INSTALL_HINT}",
+        missing.join(", ")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// serial.log: blocks printed by dom0-init.sh
+
+#[derive(Debug)]
+struct Block {
+    lines: Vec<String>,
+    rc: i32,
+    t0: f64,
+    t1: f64,
+    /// How often dom0 re-ran this read-only step because it died of a signal (see dom0-init.sh).
+    retries: u32,
+}
+
+impl Block {
+    fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+    fn secs(&self) -> f64 {
+        self.t1 - self.t0
+    }
+}
+
+/// Parses `@@BEGIN name@@ ... @@END name rc=.. t0=.. t1=.. lines=N@@` blocks, in order.
+/// Whole lines from Xen's own console (`(XEN) ...`) are dropped; a block whose line count then
+/// differs from `lines=` was garbled on the shared serial line and is reported as a problem.
+fn parse_blocks(log: &str) -> (Vec<(String, Block)>, Vec<String>) {
+    let mut blocks = Vec::new();
+    let mut problems = Vec::new();
+    let mut open: Option<(String, Vec<String>)> = None;
+    for raw in log.split('\n') {
+        let line = raw.trim_end_matches('\r');
+        if let Some(name) = line
+            .strip_prefix("@@BEGIN ")
+            .and_then(|r| r.strip_suffix("@@"))
+        {
+            if let Some((prev, _)) = open.take() {
+                problems.push(format!("block {prev} has no @@END"));
+            }
+            open = Some((name.to_string(), Vec::new()));
+        } else if let Some(rest) = line
+            .strip_prefix("@@END ")
+            .and_then(|r| r.strip_suffix("@@"))
+        {
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap_or_default().to_string();
+            let kv: BTreeMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
+            let Some((open_name, lines)) = open.take() else {
+                problems.push(format!("@@END {name} without @@BEGIN"));
+                continue;
+            };
+            let num = |k: &str| kv.get(k).and_then(|v| v.parse::<f64>().ok());
+            let (Some(rc), Some(t0), Some(t1), Some(n)) =
+                (num("rc"), num("t0"), num("t1"), num("lines"))
+            else {
+                problems.push(format!("block {name}: bad end marker {line:?}"));
+                continue;
+            };
+            if open_name != name {
+                problems.push(format!("block {open_name} ended as {name}"));
+            } else if n as usize != lines.len() {
+                problems.push(format!(
+                    "block {name}: {} lines arrived, dom0 printed {n} (garbled serial output)",
+                    lines.len()
+                ));
+            } else {
+                let block = Block {
+                    lines,
+                    rc: rc as i32,
+                    t0,
+                    t1,
+                    retries: num("retries").unwrap_or(0.0) as u32,
+                };
+                blocks.push((name, block));
+            }
+        } else if let Some((_, lines)) = open.as_mut() {
+            if !line.starts_with("(XEN)") {
+                lines.push(line.to_string());
+            }
+        }
+    }
+    if let Some((name, _)) = open {
+        problems.push(format!("block {name} has no @@END"));
+    }
+    (blocks, problems)
+}
+
+// ---------------------------------------------------------------------------------------------
+// xentop, xl list -v, xl list -l
+
+#[derive(Debug, Clone)]
+struct XentopRow {
+    state: String,
+    cpu_sec: f64,
+    mem_kib: f64,
+    vcpus: f64,
+}
+
+/// `xentop -b -i 1`: NAME STATE CPU(sec) CPU(%) MEM(k) MEM(%) MAXMEM(k) MAXMEM(%) VCPUS ...
+/// (MAXMEM(k) is the two words `no limit` when unlimited).
+fn parse_xentop(text: &str) -> Result<BTreeMap<String, XentopRow>, String> {
+    let mut rows = BTreeMap::new();
+    let mut header = false;
+    for line in text.lines() {
+        let mut f: Vec<&str> = line.split_whitespace().collect();
+        if f.first() == Some(&"NAME") {
+            header = true;
+            continue;
+        }
+        if f.len() < 9 {
+            continue;
+        }
+        if f[6] == "no" && f.get(7) == Some(&"limit") {
+            f.remove(7);
+        }
+        let num = |i: usize| {
+            f[i].parse::<f64>()
+                .map_err(|_| format!("xentop: bad column {i} in {line:?}"))
+        };
+        let row = XentopRow {
+            state: f[1].to_string(),
+            cpu_sec: num(2)?,
+            mem_kib: num(4)?,
+            vcpus: num(8)?,
+        };
+        rows.insert(f[0].to_string(), row);
+    }
+    if !header {
+        return Err(format!("xentop: no header line in {text:?}"));
+    }
+    Ok(rows)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct XlListRow {
+    domid: String,
+    uuid: String,
+    mem_mib: f64,
+    vcpus: f64,
+}
+
+/// `xl list -v`: Name ID Mem VCPUs State Time(s) UUID Reason-Code Security-Label
+fn parse_xl_list_v(text: &str) -> Result<BTreeMap<String, XlListRow>, String> {
+    let mut rows = BTreeMap::new();
+    for line in text.lines().skip_while(|l| !l.starts_with("Name")).skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 7 {
+            return Err(format!("xl list -v: short line {line:?}"));
+        }
+        let num = |i: usize| {
+            f[i].parse::<f64>()
+                .map_err(|_| format!("xl list -v: bad column {i} in {line:?}"))
+        };
+        rows.insert(
+            f[0].to_string(),
+            XlListRow {
+                domid: f[1].to_string(),
+                uuid: f[6].to_string(),
+                mem_mib: num(2)?,
+                vcpus: num(3)?,
+            },
+        );
+    }
+    if rows.is_empty() {
+        return Err(format!("xl list -v: no domains in {text:?}"));
+    }
+    Ok(rows)
+}
+
+#[derive(Debug, Clone)]
+struct XlDomain {
+    domid: String,
+    uuid: Option<String>,
+    max_vcpus: Option<f64>,
+    target_memkb: Option<f64>,
+}
+
+/// `xl list -l`: a JSON array of {domid, config: {c_info: {name, uuid}, b_info: {...}}}.
+fn parse_xl_list_l(text: &str) -> Result<BTreeMap<String, XlDomain>, String> {
+    let start = text.find('[').ok_or("xl list -l: no JSON array")?;
+    let v: Value = serde_json::from_str(&text[start..]).map_err(|e| format!("xl list -l: {e}"))?;
+    let mut out = BTreeMap::new();
+    for d in v.as_array().ok_or("xl list -l: not an array")? {
+        let c_info = &d["config"]["c_info"];
+        let b_info = &d["config"]["b_info"];
+        let name = c_info["name"]
+            .as_str()
+            .ok_or("xl list -l: domain without name")?;
+        out.insert(
+            name.to_string(),
+            XlDomain {
+                domid: d["domid"]
+                    .as_u64()
+                    .ok_or("xl list -l: domain without domid")?
+                    .to_string(),
+                uuid: c_info["uuid"].as_str().map(str::to_string),
+                max_vcpus: b_info["max_vcpus"].as_f64(),
+                target_memkb: b_info["target_memkb"].as_f64(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// checks: every assertion is printed; the test fails at the end with the list of failures
+
+#[derive(Default)]
+struct Checks {
+    passed: usize,
+    failed: Vec<String>,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: impl AsRef<str>) -> bool {
+        if ok {
+            self.passed += 1;
+            println!("ok   {}", what.as_ref());
+        } else {
+            self.failed.push(what.as_ref().to_string());
+            println!("FAIL {}", what.as_ref());
+        }
+        ok
+    }
+
+    fn get<T>(&mut self, r: Result<T, String>, what: &str) -> Option<T> {
+        match r {
+            Ok(v) => {
+                self.check(true, what);
+                Some(v)
+            }
+            Err(e) => {
+                self.check(false, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+/// One moment of the scenario: the exporter's scrape and the Xen tools' views right after it.
+struct Snapshot {
+    n: u32,
+    scrape: Vec<Sample>,
+    scrape_t0: f64,
+    xentop: BTreeMap<String, XentopRow>,
+    xentop_t1: f64,
+    xl_l: BTreeMap<String, XlDomain>,
+    xl_v: BTreeMap<String, XlListRow>,
+}
+
+impl Snapshot {
+    fn value(&self, name: &str, want: &[(&str, &str)]) -> Result<f64, String> {
+        prom_text::one(&self.scrape, name, want)
+            .map(|s| s.value)
+            .map_err(|e| format!("scrape {}: {e}", self.n))
+    }
+
+    fn series_of_uuid(&self, uuid: &str) -> Vec<&Sample> {
+        self.scrape
+            .iter()
+            .filter(|s| s.label("uuid") == uuid)
+            .collect()
+    }
+}
+
+struct Run {
+    blocks: BTreeMap<String, Block>,
+}
+
+impl Run {
+    fn block(&self, c: &mut Checks, name: &str) -> Option<&Block> {
+        let b = self.blocks.get(name);
+        c.check(b.is_some(), format!("serial.log has block {name}"));
+        b
+    }
+
+    fn block_ok(&self, c: &mut Checks, name: &str) -> Option<&Block> {
+        let b = self.block(c, name)?;
+        c.check(
+            b.rc == 0,
+            format!(
+                "{name}: rc={} ({:.2} s) {}",
+                b.rc,
+                b.secs(),
+                excerpt(&b.text())
+            ),
+        )
+        .then_some(b)
+    }
+
+    fn snapshot(&self, c: &mut Checks, n: u32) -> Option<Snapshot> {
+        let scrape = self.block_ok(c, &format!("scrape-{n}"))?;
+        let samples = c.get(
+            prom_text::parse(&scrape.text()),
+            &format!("scrape {n} parses"),
+        )?;
+        let xentop = self.block_ok(c, &format!("xentop-{n}"))?;
+        let xt = c.get(parse_xentop(&xentop.text()), &format!("xentop {n} parses"))?;
+        let xl_l = self.block_ok(c, &format!("xl-list-l-{n}"))?;
+        let xl_l = c.get(
+            parse_xl_list_l(&xl_l.text()),
+            &format!("xl list -l {n} parses"),
+        )?;
+        let xl_v = self.block_ok(c, &format!("xl-list-{n}"))?;
+        let xl_v = c.get(
+            parse_xl_list_v(&xl_v.text()),
+            &format!("xl list -v {n} parses"),
+        )?;
+        Some(Snapshot {
+            n,
+            scrape: samples,
+            scrape_t0: scrape.t0,
+            xentop: xt,
+            xentop_t1: xentop.t1,
+            xl_l,
+            xl_v,
+        })
+    }
+}
+
+fn excerpt(s: &str) -> String {
+    let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 160 {
+        format!("{}...", one_line.chars().take(160).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// Everything one snapshot must show, whatever the step: the exporter sees exactly the domains
+/// xl sees, with xl's names, UUIDs and domids, and xentop's vCPUs, memory and CPU time.
+fn check_snapshot(c: &mut Checks, s: &Snapshot) {
+    let n = s.n;
+    c.check(
+        s.value("xentinel_source_up", &[("source", "xen")]) == Ok(1.0),
+        format!("scrape {n}: xentinel_source_up{{source=\"xen\"}} == 1"),
+    );
+    // names and UUIDs come from xenstore (real xenstored here)
+    c.check(
+        s.value("xentinel_source_up", &[("source", "xenstore")]) == Ok(1.0),
+        format!("scrape {n}: xentinel_source_up{{source=\"xenstore\"}} == 1"),
+    );
+    let exported: BTreeSet<(String, String, String)> =
+        prom_text::select(&s.scrape, "xen_domain_info", &[])
+            .iter()
+            .filter(|x| x.value == 1.0)
+            .map(|x| {
+                (
+                    x.label("domain").into(),
+                    x.label("uuid").into(),
+                    x.label("domid").into(),
+                )
+            })
+            .collect();
+    let xl: BTreeSet<(String, String, String)> = s
+        .xl_v
+        .iter()
+        .map(|(name, r)| (name.clone(), r.uuid.clone(), r.domid.clone()))
+        .collect();
+    c.check(
+        exported == xl,
+        format!("scrape {n}: xen_domain_info (domain, uuid, domid) = xl list -v {xl:?} (exporter: {exported:?})"),
+    );
+    let domains = s.value("xen_host_domains", &[]);
+    c.check(
+        domains == Ok(s.xl_v.len() as f64),
+        format!(
+            "scrape {n}: xen_host_domains {domains:?} = {} domains in xl list -v",
+            s.xl_v.len()
+        ),
+    );
+    for (name, row) in &s.xl_v {
+        if let Some(l) = s.xl_l.get(name) {
+            let same = l.domid == row.domid && l.uuid.as_deref().unwrap_or(DOM0_UUID) == row.uuid;
+            c.check(
+                same,
+                format!("snapshot {n}: {name}: xl list -l and xl list -v agree on domid and uuid"),
+            );
+        } else {
+            c.check(
+                false,
+                format!("snapshot {n}: {name} missing from xl list -l"),
+            );
+        }
+        let id: &[(&str, &str)] = &[("domain", name), ("uuid", &row.uuid)];
+        let Some(top) = s.xentop.get(name) else {
+            c.check(false, format!("snapshot {n}: {name} missing from xentop"));
+            continue;
+        };
+        // vCPUs
+        let vcpus = s.value("xen_domain_vcpus", id);
+        let xl_vcpus = s
+            .xl_l
+            .get(name)
+            .and_then(|l| l.max_vcpus)
+            .unwrap_or(row.vcpus);
+        c.check(
+            vcpus == Ok(top.vcpus) && vcpus == Ok(xl_vcpus),
+            format!(
+                "scrape {n}: {name}: xen_domain_vcpus {vcpus:?} = xentop {} = xl {xl_vcpus}",
+                top.vcpus
+            ),
+        );
+        // memory: current reservation, as xentop's MEM(k); xl's target within 1 %
+        let mem = s.value("xen_domain_memory_bytes", id);
+        let top_b = top.mem_kib * 1024.0;
+        let target_b = s
+            .xl_l
+            .get(name)
+            .and_then(|l| l.target_memkb)
+            .map(|k| k * 1024.0);
+        let ok = match (&mem, target_b) {
+            (Ok(m), Some(t)) => close(*m, top_b, 1024.0 * 1024.0) && close(*m, t, t * 0.01),
+            _ => false,
+        };
+        c.check(
+            ok,
+            format!(
+                "scrape {n}: {name}: xen_domain_memory_bytes {mem:?} = xentop {top_b} (±1 MiB) = xl list -l target {target_b:?} (±1 %); xl list Mem {} MiB",
+                row.mem_mib
+            ),
+        );
+        // state: one-hot, and the hot one is running or blocked
+        let states = prom_text::select(&s.scrape, "xen_domain_state", id);
+        let hot: Vec<&str> = states
+            .iter()
+            .filter(|x| x.value == 1.0)
+            .map(|x| x.label("state"))
+            .collect();
+        c.check(
+            hot.len() == 1
+                && matches!(hot[0], "running" | "blocked")
+                && states.iter().all(|x| x.value == 0.0 || x.value == 1.0),
+            format!("scrape {n}: {name}: xen_domain_state one-hot on running|blocked: {hot:?} (xentop {})", top.state),
+        );
+        // CPU time: the scrape came first, xentop (whole seconds, truncated) dt later
+        let cpu = s.value("xen_domain_cpu_seconds_total", id);
+        let dt = s.xentop_t1 - s.scrape_t0 + 0.02;
+        let lo = top.cpu_sec - (dt + SAMPLE_INTERVAL) * top.vcpus;
+        let hi = top.cpu_sec + 1.0 + 0.02;
+        c.check(
+            matches!(cpu, Ok(v) if v >= lo && v < hi),
+            format!(
+                "scrape {n}: {name}: xen_domain_cpu_seconds_total {cpu:?} within [{lo:.2}, {hi:.2}) of xentop CPU(sec) {} (scrape..xentop {dt:.2} s)",
+                top.cpu_sec
+            ),
+        );
+    }
+}
+
+fn host_check_exporter_without_xen(bin: &Path) -> Result<String, String> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xen-vm-host");
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let err_path = dir.join("stderr.txt");
+    let err_file = fs::File::create(&err_path).map_err(|e| e.to_string())?;
+    let mut child = Command::new(bin)
+        .args([
+            "exporter",
+            "--source",
+            "xen",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err_file)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+            return Err(format!(
+                "still running after 20 s without Xen; stderr: {stderr:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = fs::read_to_string(&err_path).map_err(|e| e.to_string())?;
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    if status.success() {
+        return Err(format!(
+            "exited with success without Xen; stderr: {stderr:?}"
+        ));
+    }
+    if lines.len() != 1 {
+        return Err(format!(
+            "{status}: want one line on stderr, got {}: {stderr:?}",
+            lines.len()
+        ));
+    }
+    let l = lines[0].to_lowercase();
+    let names_it = ["libxen", ".so", "/dev/xen", "/proc/xen", "privcmd"]
+        .iter()
+        .any(|w| l.contains(w));
+    if !names_it {
+        return Err(format!(
+            "{status}: stderr does not name the missing library or device (libxen*.so, /dev/xen/..., /proc/xen, privcmd): {stderr:?}"
+        ));
+    }
+    Ok(format!("{status}: {}", lines[0]))
+}
+
+#[test]
+fn exporter_without_hypervisor_exits_with_one_clear_sentence() {
+    let hyp = fs::read_to_string("/sys/hypervisor/type").unwrap_or_default();
+    assert!(
+        hyp.trim() != "xen" && !Path::new("/dev/xen/privcmd").exists(),
+        "this host runs on Xen (/sys/hypervisor/type={hyp:?}): this test needs a host without it"
+    );
+    match host_check_exporter_without_xen(&xentinel_bin()) {
+        Ok(msg) => println!("ok   host without Xen: {msg}"),
+        Err(e) => panic!("xentinel exporter --source xen on a host without Xen: {e}"),
+    }
+}
+
+fn run_script(name: &str, args: &[&str]) -> (bool, Duration) {
+    let t = Instant::now();
+    let st = Command::new("bash")
+        .arg(Path::new(SCRIPTS).join(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    println!("{name}: {st} after {:.1} s", t.elapsed().as_secs_f64());
+    (st.success() || name == "boot.sh", t.elapsed())
+}
+
+#[test]
+fn xen_in_qemu() {
+    let t_test = Instant::now();
+    preflight();
+    let bin = xentinel_bin();
+    assert!(
+        bin.is_file(),
+        "xentinel binary {} not found (XENTINEL_BIN?)",
+        bin.display()
+    );
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xen-vm");
+    let reused =
+        std::env::var_os("XEN_VM_REUSE_LOG").map(|p| fs::read(p).expect("read XEN_VM_REUSE_LOG"));
+    let _ = fs::remove_dir_all(&out);
+    let out_s = out.to_str().expect("utf-8 path");
+
+    // XEN_VM_REUSE_LOG=<serial.log>: check an earlier run's log instead of booting (for working
+    // on the checks only; announced loudly, never used by CI)
+    let (build_time, vm_time) = if let Some(reused) = &reused {
+        println!("!!! XEN_VM_REUSE_LOG: NOT booting; checking an old serial.log");
+        fs::create_dir_all(&out).expect("create out dir");
+        fs::write(out.join("serial.log"), reused).expect("write serial.log");
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        let bin_s = bin.to_str().expect("utf-8 path");
+        let (built, build_time) = run_script("build.sh", &[out_s, bin_s]);
+        assert!(
+            built,
+            "scripts/xen-vm/build.sh failed (see its output above)"
+        );
+        let (_, vm_time) = run_script("boot.sh", &[out_s, &BOOT_TIMEOUT_SECS.to_string()]);
+        (build_time, vm_time)
+    };
+    let serial = out.join("serial.log");
+    let log = String::from_utf8_lossy(&fs::read(&serial).unwrap_or_default()).into_owned();
+
+    let mut c = Checks::default();
+    let (blocks, problems) = parse_blocks(&log);
+    for p in &problems {
+        c.check(false, p);
+    }
+    let mut seen = BTreeSet::new();
+    for (name, _) in &blocks {
+        if !seen.insert(name.clone()) {
+            c.check(false, format!("block {name} printed twice"));
+        }
+    }
+    let done = log.contains("@@DONE@@");
+    c.check(
+        done,
+        format!(
+            "dom0 reached @@DONE@@ within {BOOT_TIMEOUT_SECS} s (VM ran {:.1} s)",
+            vm_time.as_secs_f64()
+        ),
+    );
+
+    println!("\n--- step durations (dom0 uptime, s)");
+    for (name, b) in &blocks {
+        let retried = if b.retries > 0 {
+            format!("  (re-run {}x: died of a signal)", b.retries)
+        } else {
+            String::new()
+        };
+        println!(
+            "{:>8.2} .. {:>8.2}  {:>6.2} s  rc={:<3} {name}{retried}",
+            b.t0,
+            b.t1,
+            b.secs(),
+            b.rc
+        );
+    }
+    println!();
+    let run = Run {
+        blocks: blocks.into_iter().collect(),
+    };
+
+    for step in [
+        "setup",
+        "exporter-start",
+        "xl-create-tinypv",
+        "xl-create-tinypvh",
+        "wait-agents",
+    ] {
+        run.block_ok(&mut c, step);
+    }
+
+    // snapshots 1..6: what every scrape must agree on
+    let snaps: BTreeMap<u32, Snapshot> = (1..=6)
+        .filter_map(|n| run.snapshot(&mut c, n).map(|s| (n, s)))
+        .collect();
+    for s in snaps.values() {
+        check_snapshot(&mut c, s);
+    }
+    let uuid_of = |s: &Snapshot, name: &str| s.xl_v.get(name).map(|r| r.uuid.clone());
+    let domid_of = |s: &Snapshot, name: &str| s.xl_v.get(name).map(|r| r.domid.clone());
+
+    // 1: dom0 and both domUs, each guest agent reporting
+    if let Some(s1) = snaps.get(&1) {
+        for name in ["Domain-0", "tinypv", "tinypvh"] {
+            c.check(
+                s1.xl_v.contains_key(name),
+                format!("snapshot 1: xl list -v shows {name}"),
+            );
+        }
+        c.check(
+            uuid_of(s1, "Domain-0").as_deref() == Some(DOM0_UUID),
+            format!("snapshot 1: Domain-0's uuid is {DOM0_UUID}"),
+        );
+        for name in ["tinypv", "tinypvh"] {
+            let Some(uuid) = uuid_of(s1, name) else {
+                continue;
+            };
+            for kind in ["minor", "major"] {
+                let v = s1.value(
+                    "xen_domain_guest_page_faults_total",
+                    &[("uuid", &uuid), ("kind", kind)],
+                );
+                c.check(
+                    matches!(v, Ok(x) if x >= 0.0),
+                    format!("scrape 1: {name}: xen_domain_guest_page_faults_total{{kind=\"{kind}\"}} from its guest agent: {v:?}"),
+                );
+            }
+        }
+    }
+
+    // 1 -> 2: CPU time grows, by no more than the wall time allows
+    if let (Some(s1), Some(s2), Some(b1), Some(b2)) = (
+        snaps.get(&1),
+        snaps.get(&2),
+        run.blocks.get("scrape-1"),
+        run.blocks.get("scrape-2"),
+    ) {
+        let wall = b2.t1 - b1.t0;
+        for (name, row) in &s1.xl_v {
+            let id: &[(&str, &str)] = &[("uuid", &row.uuid)];
+            let (a, b) = (
+                s1.value("xen_domain_cpu_seconds_total", id),
+                s2.value("xen_domain_cpu_seconds_total", id),
+            );
+            let ok = matches!((a.clone(), b.clone()), (Ok(a), Ok(b)) if b > a && b - a <= (wall + SAMPLE_INTERVAL) * row.vcpus);
+            c.check(
+                ok,
+                format!("scrape 1 -> 2: {name}: xen_domain_cpu_seconds_total grew {a:?} -> {b:?} (within {wall:.2} s of wall time)"),
+            );
+        }
+    }
+
+    // 2 -> 3: the memory hog in tinypv shows up as minor page faults
+    let memhog = run.block_ok(&mut c, "memhog");
+    if let (Some(s2), Some(s3), Some(mh)) = (snaps.get(&2), snaps.get(&3), memhog) {
+        let guest_delta = mh
+            .text()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("pgfault_delta="))
+            .and_then(|v| v.parse::<f64>().ok());
+        let want = MEMHOG_MB * 256.0;
+        c.check(
+            matches!(guest_delta, Some(d) if d >= want),
+            format!(
+                "memhog: the guest saw pgfault grow by {guest_delta:?} >= {want} ({MEMHOG_MB} MiB)"
+            ),
+        );
+        if let Some(uuid) = uuid_of(s2, "tinypv") {
+            let id: &[(&str, &str)] = &[("uuid", &uuid), ("kind", "minor")];
+            let (a, b) = (
+                s2.value("xen_domain_guest_page_faults_total", id),
+                s3.value("xen_domain_guest_page_faults_total", id),
+            );
+            let ok = matches!((&a, &b), (Ok(a), Ok(b)) if b - a >= want);
+            c.check(
+                ok,
+                format!("scrape 2 -> 3: tinypv: xen_domain_guest_page_faults_total{{kind=\"minor\"}} {a:?} -> {b:?} rose by >= {want}"),
+            );
+        }
+    }
+
+    // 4: tinypv destroyed, all its series gone
+    run.block_ok(&mut c, "xl-destroy-tinypv");
+    if let (Some(s1), Some(s4)) = (snaps.get(&1), snaps.get(&4)) {
+        c.check(
+            !s4.xl_v.contains_key("tinypv"),
+            "snapshot 4: xl list -v no longer shows tinypv",
+        );
+        if let Some(uuid) = uuid_of(s1, "tinypv") {
+            let left: Vec<String> = s4
+                .scrape
+                .iter()
+                .filter(|x| x.label("uuid") == uuid || x.label("domain") == "tinypv")
+                .map(|x| x.name.clone())
+                .collect();
+            c.check(
+                left.is_empty(),
+                format!("scrape 4: no series of the destroyed tinypv left: {left:?}"),
+            );
+        }
+    }
+
+    // 5: a new domain appears
+    run.block_ok(&mut c, "xl-create-tinynew");
+    if let Some(s5) = snaps.get(&5) {
+        match (uuid_of(s5, "tinynew"), domid_of(s5, "tinynew")) {
+            (Some(uuid), Some(domid)) => {
+                let v = s5.value(
+                    "xen_domain_info",
+                    &[("domain", "tinynew"), ("uuid", &uuid), ("domid", &domid)],
+                );
+                c.check(
+                    v == Ok(1.0),
+                    format!("scrape 5: new domain tinynew (domid {domid}, {uuid}) present: {v:?}"),
+                );
+            }
+            _ => {
+                c.check(false, "snapshot 5: xl list -v shows tinynew");
+            }
+        }
+    }
+
+    // 6: tinypvh live-migrated to localhost: same uuid, new domid, one domain, agent back
+    let migrate = run.block_ok(&mut c, "migrate");
+    if let Some(m) = migrate {
+        println!(
+            "migration: {}",
+            excerpt(m.lines.last().map(String::as_str).unwrap_or(""))
+        );
+    }
+    run.block_ok(&mut c, "wait-agent-migrated");
+    if let (Some(s1), Some(s6)) = (snaps.get(&1), snaps.get(&6)) {
+        if let (Some(uuid), Some(old), Some(new)) = (
+            uuid_of(s1, "tinypvh"),
+            domid_of(s1, "tinypvh"),
+            domid_of(s6, "tinypvh"),
+        ) {
+            c.check(
+                uuid_of(s6, "tinypvh").as_deref() == Some(uuid.as_str()) && new != old,
+                format!("snapshot 6: xl: tinypvh kept uuid {uuid}, domid {old} -> {new}"),
+            );
+            let infos: Vec<(String, String)> =
+                prom_text::select(&s6.scrape, "xen_domain_info", &[("uuid", &uuid)])
+                    .iter()
+                    .map(|x| (x.label("domain").to_string(), x.label("domid").to_string()))
+                    .collect();
+            c.check(
+                infos == vec![("tinypvh".to_string(), new.clone())],
+                format!("scrape 6: migrated tinypvh present once with its uuid and the new domid {new}: {infos:?}"),
+            );
+            let v = s6.value(
+                "xen_domain_guest_page_faults_total",
+                &[("uuid", &uuid), ("kind", "minor")],
+            );
+            c.check(
+                v.is_ok(),
+                format!("scrape 6: tinypvh's guest agent reports again after the migration: {v:?}"),
+            );
+            c.check(
+                !s6.series_of_uuid(&uuid).is_empty(),
+                "scrape 6: tinypvh has series under its uuid",
+            );
+        }
+    }
+
+    if let Some(w) = run.block(&mut c, "webhook-test") {
+        println!(
+            "webhook-test (XENTINEL_WEBHOOK_TEST): rc={} {}",
+            w.rc,
+            excerpt(&w.text())
+        );
+    }
+    if let Some(e) = run.block(&mut c, "exporter-status") {
+        c.check(
+            e.lines.first().map(String::as_str) == Some("exporter still running"),
+            "the exporter ran through the whole scenario",
+        );
+    }
+
+    if let Some(g) = run.block(&mut c, "guest-consoles") {
+        let exits: Vec<&String> = g
+            .lines
+            .iter()
+            .filter(|l| l.contains("AGENT-EXIT"))
+            .collect();
+        c.check(
+            exits.is_empty(),
+            format!("every guest agent ran until its domain went away: {exits:?}"),
+        );
+    }
+    // Crashes of other programs in the VM (busybox, xl, ...) are reported; those that break a step
+    // fail it above. Under TCG, and more so on a loaded host, they do happen now and then.
+    let crashes: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            [
+                "segfault",
+                "Segmentation fault",
+                "Aborted",
+                "general protection",
+                "invalid opcode",
+                "Triple fault",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    if !crashes.is_empty() {
+        println!("\nWARNING: {} crash messages in serial.log:", crashes.len());
+        for l in &crashes {
+            println!("  {}", l.trim_end());
+        }
+    }
+
+    let total = t_test.elapsed();
+    println!(
+        "\n--- times: build.sh {:.1} s, VM run (boot.sh) {:.1} s, whole test {:.1} s; serial log: {}",
+        build_time.as_secs_f64(),
+        vm_time.as_secs_f64(),
+        total.as_secs_f64(),
+        serial.display()
+    );
+    if !c.failed.is_empty() {
+        for name in [
+            "exporter-start",
+            "exporter-status",
+            "guest-consoles",
+            "dmesg-tail",
+            "xl-dmesg-tail",
+        ] {
+            if let Some(b) = run.blocks.get(name) {
+                println!("\n--- {name} (rc={}):\n{}", b.rc, b.text());
+            }
+        }
+        if !done {
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            println!("\n--- last lines of serial.log:");
+            for l in tail.iter().rev() {
+                println!("{l}");
+            }
+        }
+        panic!(
+            "{} of {} Xen-in-QEMU checks failed (serial log: {}):\n  {}",
+            c.failed.len(),
+            c.failed.len() + c.passed,
+            serial.display(),
+            c.failed.join("\n  ")
+        );
+    }
+    println!("all {} Xen-in-QEMU checks passed", c.passed);
+}
