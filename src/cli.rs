@@ -261,6 +261,12 @@ pub struct ExporterArgs {
     #[arg(long = "sim.host", default_value = "xen1")]
     pub sim_host: String,
 
+    /// With `--source sim`: instead of the demo cluster, a synthetic host
+    /// (named by `--sim.host`) running this many domains, each with 2 vCPUs,
+    /// 1 NIC, 1 disk and guest reports (for benchmarks).
+    #[arg(long = "sim.domains")]
+    pub sim_domains: Option<usize>,
+
     /// With `--source sim`: seed of the model.
     #[arg(long = "sim.seed", default_value_t = 1)]
     pub sim_seed: u64,

@@ -88,7 +88,10 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
     let sources = match kind {
         SourceKind::Xen => xen_sources(&cfg, args.libxenstat.as_deref(), &rej)?,
         SourceKind::Sim => {
-            let mut v = crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?;
+            let mut v = match args.sim_domains {
+                Some(n) => crate::demo::synthetic_sources(&args.sim_host, n, args.sim_seed)?,
+                None => crate::demo::standalone_sources(&args.sim_host, args.sim_seed)?,
+            };
             v.extend(network_sources(&cfg)?);
             v
         }

@@ -2,16 +2,20 @@
 //! page at `/` and `/-/healthy`. This layer only renders; it never collects
 //! anything itself beyond asking the collector for a snapshot.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+
+use futures::StreamExt;
 
 use crate::collector::Collector;
 use crate::render;
@@ -38,10 +42,28 @@ pub fn router(collector: Arc<Collector>, telemetry_path: &str, title: &str) -> R
         .with_state(app)
 }
 
+/// Size of one piece of a streamed `/metrics` body.
+const CHUNK: usize = 64 * 1024;
+
+/// Collects a snapshot and renders it. A body of more than [`CHUNK`] bytes is
+/// streamed: each piece is rendered when hyper asks for it, so a scrape holds
+/// the snapshot and one piece, not the whole text (38 MB at 10,000 domains),
+/// and concurrent scrapes interleave on the runtime's workers piece by piece.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let snap = app.collector.snapshot().await;
-    let mut body = String::with_capacity(64 * 1024);
-    render::render(&snap, &mut body);
+    let mut r = render::Rendering::new(&snap);
+    let mut first = String::with_capacity(CHUNK + CHUNK / 8);
+    let body = if r.fill(&snap, &mut first, CHUNK) {
+        Body::from(first)
+    } else {
+        let rest = futures::stream::unfold(Some((snap, r)), |state| async move {
+            let (snap, mut r) = state?;
+            let mut out = String::with_capacity(CHUNK + CHUNK / 8);
+            let done = r.fill(&snap, &mut out, CHUNK);
+            Some((Ok::<_, Infallible>(out), (!done).then_some((snap, r))))
+        });
+        Body::from_stream(futures::stream::once(async { Ok(first) }).chain(rest))
+    };
     ([(header::CONTENT_TYPE, render::CONTENT_TYPE)], body).into_response()
 }
 

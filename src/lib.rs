@@ -17,6 +17,8 @@ pub mod log;
 pub mod migration;
 pub mod model;
 pub mod render;
+#[cfg(test)]
+mod render_reference;
 pub mod signals;
 pub mod sim;
 pub mod sources;

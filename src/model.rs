@@ -369,15 +369,33 @@ impl Snapshot {
     /// hypervisor library; a domain without a name is named by its domid.
     pub fn merge(mut c: Collection, sources: Vec<SourceStatus>, self_stats: SelfStats) -> Snapshot {
         let mut domains = Vec::with_capacity(c.stats.len().max(c.meta.len()));
-        let mut meta = std::mem::take(&mut c.meta);
-        for (domid, stats) in std::mem::take(&mut c.stats) {
-            let m = meta.remove(&domid);
-            domains.push(Self::domain(domid, Some(stats), m));
+        // Both maps iterate in domid order: join them in one pass (removing
+        // from a BTreeMap per domain shifted its nodes: half the merge's time).
+        let mut stats = std::mem::take(&mut c.stats).into_iter().peekable();
+        let mut meta = std::mem::take(&mut c.meta).into_iter().peekable();
+        loop {
+            let d = match (stats.peek(), meta.peek()) {
+                (Some((s, _)), Some((m, _))) if s == m => {
+                    let (domid, st) = stats.next().expect("peeked");
+                    let (_, m) = meta.next().expect("peeked");
+                    Self::domain(domid, Some(st), Some(m))
+                }
+                (Some((s, _)), Some((m, _))) if m < s => {
+                    let (domid, m) = meta.next().expect("peeked");
+                    Self::domain(domid, None, Some(m))
+                }
+                (Some(_), _) => {
+                    let (domid, st) = stats.next().expect("peeked");
+                    Self::domain(domid, Some(st), None)
+                }
+                (None, Some(_)) => {
+                    let (domid, m) = meta.next().expect("peeked");
+                    Self::domain(domid, None, Some(m))
+                }
+                (None, None) => break,
+            };
+            domains.push(d);
         }
-        for (domid, m) in meta {
-            domains.push(Self::domain(domid, None, Some(m)));
-        }
-        domains.sort_by_key(|d| d.domid);
         Snapshot {
             domains,
             host: c.host,
@@ -471,6 +489,54 @@ mod tests {
         assert_eq!(names, ["xs", "domid-2", "domid-3"]);
         assert_eq!(s.domains[0].uuid, "u1");
         assert!(s.domains[2].stats.is_none());
+    }
+
+    #[test]
+    fn merge_interleaves_stats_only_and_meta_only_domains_in_domid_order() {
+        let mut c = Collection::default();
+        for id in [2, 5, 9] {
+            c.stats.insert(
+                id,
+                DomainStats {
+                    domid: id,
+                    ..Default::default()
+                },
+            );
+        }
+        for id in [0, 5, 7, 11] {
+            c.meta.insert(
+                id,
+                DomainMeta {
+                    domid: id,
+                    name: Some(format!("m{id}")),
+                    ..Default::default()
+                },
+            );
+        }
+        let s = Snapshot::merge(c, vec![], SelfStats::default());
+        let got: Vec<_> = s
+            .domains
+            .iter()
+            .map(|d| {
+                (
+                    d.domid,
+                    d.name.as_str(),
+                    d.stats.is_some(),
+                    d.meta.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, "m0", false, true),
+                (2, "domid-2", true, false),
+                (5, "m5", true, true),
+                (7, "m7", false, true),
+                (9, "domid-9", true, false),
+                (11, "m11", false, true),
+            ]
+        );
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Appends `v` to `out` escaped as a label value (`\`, `"` and newline).
 pub fn escape_label(out: &mut String, v: &str) {
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -172,312 +176,389 @@ pub const BUILD: BuildInfo = BuildInfo {
     },
 };
 
-/// Renders a whole snapshot.
+/// Renders a whole snapshot into `out` (appending).
 pub fn render(s: &Snapshot, out: &mut String) {
-    let mut w = Writer { out };
-    let prefixes: Vec<String> = s
-        .domains
-        .iter()
-        .map(|d| format!("{},{}", label("domain", &d.name), label("uuid", &d.uuid)))
-        .collect();
-    render_domains(&mut w, &s.domains, &prefixes);
-    render_host(&mut w, s);
-    render_self(&mut w, s);
-    crate::heartbeat::render::render(&mut w, s);
+    let mut r = Rendering::new(s);
+    r.fill(s, out, usize::MAX);
 }
 
-/// Writes one family over all domains; `f` emits the domain's samples.
-fn family<F>(
-    w: &mut Writer,
-    doms: &[Domain],
-    pre: &[String],
-    name: &str,
-    help: &str,
-    typ: &str,
-    f: F,
-) where
-    F: Fn(&Domain) -> Vec<(String, Val)>,
-{
-    // Emit the header only if at least one domain has a value, so an absent
-    // family is absent rather than an empty header.
-    let mut wrote_header = false;
-    for (d, p) in doms.iter().zip(pre) {
-        for (extra, v) in f(d) {
-            if !wrote_header {
-                w.header(name, help, typ);
-                wrote_header = true;
+/// A rendering in progress, resumable in pieces so a large snapshot can be
+/// streamed in chunks of bounded size (see [`Rendering::fill`]). It holds
+/// only a cursor and the domains' escaped label prefixes, not the snapshot,
+/// so the caller may keep the snapshot behind an `Arc`.
+///
+/// Samples are written straight into the output: no allocation per domain
+/// or per sample.
+pub struct Rendering {
+    /// `domain="…",uuid="…"` of every domain, back to back.
+    prefixes: String,
+    /// End of each domain's prefix in `prefixes`.
+    ends: Vec<usize>,
+    /// Next step: an index into [`DOMAIN_FAMILIES`], then host, self (with
+    /// the heartbeat and probes), done.
+    step: usize,
+    /// Next domain within the current domain family.
+    dom: usize,
+    /// Whether the current family's header is out.
+    wrote_header: bool,
+}
+
+impl Rendering {
+    /// A rendering of `s` from the start.
+    pub fn new(s: &Snapshot) -> Self {
+        let mut prefixes = String::with_capacity(s.domains.len() * 64);
+        let mut ends = Vec::with_capacity(s.domains.len());
+        for d in &s.domains {
+            prefixes.push_str("domain=\"");
+            escape_label(&mut prefixes, &d.name);
+            prefixes.push_str("\",uuid=\"");
+            escape_label(&mut prefixes, &d.uuid);
+            prefixes.push('"');
+            ends.push(prefixes.len());
+        }
+        Rendering {
+            prefixes,
+            ends,
+            step: 0,
+            dom: 0,
+            wrote_header: false,
+        }
+    }
+
+    /// True once everything has been written.
+    pub fn done(&self) -> bool {
+        self.step > DOMAIN_FAMILIES.len() + 1
+    }
+
+    /// Appends the next part of the rendering of `s` (the snapshot given to
+    /// [`Rendering::new`]) to `out`, stopping at a line boundary once `out`
+    /// holds at least `limit` bytes; each call makes progress (at least one
+    /// domain's lines of one family). Returns [`Rendering::done`].
+    pub fn fill(&mut self, s: &Snapshot, out: &mut String, limit: usize) -> bool {
+        let doms = &s.domains;
+        debug_assert_eq!(doms.len(), self.ends.len(), "another snapshot");
+        while !self.done() {
+            let nf = DOMAIN_FAMILIES.len();
+            if self.step < nf {
+                let fam = &DOMAIN_FAMILIES[self.step];
+                while self.dom < doms.len() {
+                    let start = if self.dom == 0 {
+                        0
+                    } else {
+                        self.ends[self.dom - 1]
+                    };
+                    let mut e = Emitter {
+                        out: &mut *out,
+                        fam,
+                        pre: &self.prefixes[start..self.ends[self.dom]],
+                        wrote_header: &mut self.wrote_header,
+                    };
+                    (fam.emit)(&mut e, &doms[self.dom]);
+                    self.dom += 1;
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+                if self.dom == doms.len() {
+                    self.step += 1;
+                    self.dom = 0;
+                    self.wrote_header = false;
+                }
+            } else {
+                let mut w = Writer { out: &mut *out };
+                if self.step == nf {
+                    render_host(&mut w, s);
+                } else {
+                    render_self(&mut w, s);
+                    crate::heartbeat::render::render(&mut w, s);
+                }
+                self.step += 1;
             }
-            w.sample(name, p, &extra, v);
+            if out.len() >= limit {
+                return self.done();
+            }
+        }
+        true
+    }
+}
+
+/// One per-domain family: its header and what one domain contributes.
+struct DomainFamily {
+    name: &'static str,
+    help: &'static str,
+    typ: &'static str,
+    emit: fn(&mut Emitter, &Domain),
+}
+
+/// The extra label of a per-domain sample, after `domain` and `uuid`.
+enum Extra<'a> {
+    None,
+    /// `name="<integer>"`.
+    Num(&'static str, u64),
+    /// `name="<value>"`, the value needing no escape.
+    Plain(&'static str, &'static str),
+    /// `name="<value>"`, the value escaped.
+    Esc(&'static str, &'a str),
+}
+
+/// Writes one domain's samples of one family; the family's header goes out
+/// before its first sample, so a family no domain has is absent.
+struct Emitter<'a> {
+    out: &'a mut String,
+    fam: &'a DomainFamily,
+    pre: &'a str,
+    wrote_header: &'a mut bool,
+}
+
+impl Emitter<'_> {
+    fn sample(&mut self, extra: Extra, v: Val) {
+        if !*self.wrote_header {
+            Writer { out: self.out }.header(self.fam.name, self.fam.help, self.fam.typ);
+            *self.wrote_header = true;
+        }
+        let o = &mut *self.out;
+        o.push_str(self.fam.name);
+        o.push('{');
+        o.push_str(self.pre);
+        match extra {
+            Extra::None => {}
+            Extra::Num(k, n) => {
+                o.push(',');
+                o.push_str(k);
+                o.push_str("=\"");
+                push_u64(o, n);
+                o.push('"');
+            }
+            Extra::Plain(k, v) => {
+                o.push(',');
+                o.push_str(k);
+                o.push_str("=\"");
+                o.push_str(v);
+                o.push('"');
+            }
+            Extra::Esc(k, v) => {
+                o.push(',');
+                o.push_str(k);
+                o.push_str("=\"");
+                escape_label(o, v);
+                o.push('"');
+            }
+        }
+        o.push_str("} ");
+        match v {
+            Val::U(u) => push_u64(o, u),
+            Val::F(f) => push_f64(o, f),
+        }
+        o.push('\n');
+    }
+
+    fn one(&mut self, v: Option<Val>) {
+        if let Some(v) = v {
+            self.sample(Extra::None, v);
         }
     }
 }
 
-/// Like [`family`] for families with exactly zero or one sample per domain and no extra label.
-fn family1<F>(
-    w: &mut Writer,
-    doms: &[Domain],
-    pre: &[String],
-    name: &str,
-    help: &str,
-    typ: &str,
-    f: F,
-) where
-    F: Fn(&Domain) -> Option<Val>,
-{
-    let mut wrote_header = false;
-    for (d, p) in doms.iter().zip(pre) {
-        if let Some(v) = f(d) {
-            if !wrote_header {
-                w.header(name, help, typ);
-                wrote_header = true;
-            }
-            w.sample(name, p, "", v);
+fn stats(d: &Domain) -> Option<&crate::model::DomainStats> {
+    d.stats.as_ref()
+}
+
+fn guest(d: &Domain) -> Option<&crate::model::GuestReport> {
+    d.meta.as_ref().map(|m| &m.guest)
+}
+
+fn vcpus(d: &Domain) -> &[crate::model::Vcpu] {
+    stats(d).map_or(&[], |s| &s.vcpus)
+}
+
+fn nets(d: &Domain) -> &[crate::model::NetIf] {
+    stats(d).map_or(&[], |s| &s.networks)
+}
+
+fn vbds(d: &Domain) -> &[crate::model::Vbd] {
+    stats(d).map_or(&[], |s| &s.vbds)
+}
+
+macro_rules! net_family {
+    ($suffix:literal, $help:literal, $field:ident) => {
+        DomainFamily {
+            name: concat!("xen_domain_network_", $suffix, "_total"),
+            help: $help,
+            typ: "counter",
+            emit: |e, d| {
+                for n in nets(d) {
+                    e.sample(Extra::Num("interface", u64::from(n.id)), Val::U(n.$field));
+                }
+            },
         }
-    }
+    };
 }
 
-fn render_domains(w: &mut Writer, doms: &[Domain], pre: &[String]) {
-    if !doms.is_empty() {
-        w.header(
-            "xen_domain_info",
-            "Information about a domain; always 1.",
-            "gauge",
-        );
-        for (d, p) in doms.iter().zip(pre) {
-            let mut domid = String::from("domid=\"");
-            push_u64(&mut domid, u64::from(d.domid));
-            domid.push('"');
-            w.sample("xen_domain_info", p, &domid, Val::U(1));
+macro_rules! block_family {
+    ($suffix:literal, $help:literal, $field:ident) => {
+        DomainFamily {
+            name: concat!("xen_domain_block_", $suffix, "_total"),
+            help: $help,
+            typ: "counter",
+            emit: |e, d| {
+                for b in vbds(d) {
+                    e.sample(Extra::Esc("device", &b.device), Val::U(b.$field));
+                }
+            },
         }
-    }
-    family(
-        w,
-        doms,
-        pre,
-        "xen_domain_state",
-        "Run state of a domain, one-hot.",
-        "gauge",
-        |d| {
-            let Some(st) = d.stats.as_ref().and_then(|s| s.state) else {
-                return vec![];
-            };
-            DomainState::ALL
-                .iter()
-                .map(|s| {
-                    (
-                        format!("state=\"{}\"", s.as_str()),
-                        Val::U(u64::from(*s == st)),
-                    )
-                })
-                .collect()
-        },
-    );
-    fn st(d: &Domain) -> Option<&crate::model::DomainStats> {
-        d.stats.as_ref()
-    }
-    family1(
-        w,
-        doms,
-        pre,
-        "xen_domain_cpu_seconds_total",
-        "CPU time used by the domain's vCPUs.",
-        "counter",
-        |d| st(d).map(|s| Val::F(s.cpu_seconds)),
-    );
-    family(
-        w,
-        doms,
-        pre,
-        "xen_domain_vcpu_seconds_total",
-        "CPU time used by one vCPU.",
-        "counter",
-        |d| {
-            st(d).map_or(vec![], |s| {
-                s.vcpus
-                    .iter()
-                    .map(|v| (format!("vcpu=\"{}\"", v.id), Val::F(v.cpu_seconds)))
-                    .collect()
-            })
-        },
-    );
-    family(
-        w,
-        doms,
-        pre,
-        "xen_domain_vcpu_online",
-        "1 when the vCPU is online.",
-        "gauge",
-        |d| {
-            st(d).map_or(vec![], |s| {
-                s.vcpus
-                    .iter()
-                    .map(|v| (format!("vcpu=\"{}\"", v.id), Val::U(u64::from(v.online))))
-                    .collect()
-            })
-        },
-    );
-    family1(
-        w,
-        doms,
-        pre,
-        "xen_domain_vcpus",
-        "Number of vCPUs of the domain.",
-        "gauge",
-        |d| st(d).map(|s| Val::U(u64::from(s.vcpu_count))),
-    );
-    family1(
-        w,
-        doms,
-        pre,
-        "xen_domain_memory_bytes",
-        "Current memory reservation of the domain.",
-        "gauge",
-        |d| st(d).map(|s| Val::U(s.memory_bytes)),
-    );
-    family1(
-        w,
-        doms,
-        pre,
-        "xen_domain_memory_max_bytes",
-        "Maximum memory of the domain.",
-        "gauge",
-        |d| st(d).and_then(|s| s.memory_max_bytes).map(Val::U),
-    );
-    family1(
-        w,
-        doms,
-        pre,
-        "xen_domain_memory_target_bytes",
-        "Balloon target from xenstore memory/target.",
-        "gauge",
-        |d| {
-            d.meta
-                .as_ref()
-                .and_then(|m| m.memory_target_bytes)
-                .map(Val::U)
-        },
-    );
-    render_net(w, doms, pre);
-    render_block(w, doms, pre);
-    render_guest(w, doms, pre);
+    };
 }
 
-type NetField = fn(&crate::model::NetIf) -> u64;
-
-fn render_net(w: &mut Writer, doms: &[Domain], pre: &[String]) {
-    let fields: [(&str, &str, NetField); 8] = [
-        ("receive_bytes", "Bytes received by the domain.", |n| {
-            n.rx_bytes
-        }),
-        ("receive_packets", "Packets received by the domain.", |n| {
-            n.rx_packets
-        }),
-        ("receive_errors", "Receive errors.", |n| n.rx_errors),
-        ("receive_drops", "Received packets dropped.", |n| n.rx_drops),
-        ("transmit_bytes", "Bytes sent by the domain.", |n| {
-            n.tx_bytes
-        }),
-        ("transmit_packets", "Packets sent by the domain.", |n| {
-            n.tx_packets
-        }),
-        ("transmit_errors", "Transmit errors.", |n| n.tx_errors),
-        ("transmit_drops", "Sent packets dropped.", |n| n.tx_drops),
-    ];
-    for (suffix, help, get) in fields {
-        let name = format!("xen_domain_network_{suffix}_total");
-        family(w, doms, pre, &name, help, "counter", |d| {
-            d.stats.as_ref().map_or(vec![], |s| {
-                s.networks
-                    .iter()
-                    .map(|n| (format!("interface=\"{}\"", n.id), Val::U(get(n))))
-                    .collect()
-            })
-        });
-    }
-}
-
-type VbdField = fn(&crate::model::Vbd) -> u64;
-
-fn render_block(w: &mut Writer, doms: &[Domain], pre: &[String]) {
-    let fields: [(&str, &str, VbdField); 5] = [
-        (
-            "read_bytes",
-            "Bytes read from the virtual block device.",
-            |b| b.read_bytes,
-        ),
-        (
-            "write_bytes",
-            "Bytes written to the virtual block device.",
-            |b| b.write_bytes,
-        ),
-        ("read_requests", "Read requests.", |b| b.read_requests),
-        ("write_requests", "Write requests.", |b| b.write_requests),
-        ("oo_requests", "Out-of-request events (ring full).", |b| {
-            b.oo_requests
-        }),
-    ];
-    for (suffix, help, get) in fields {
-        let name = format!("xen_domain_block_{suffix}_total");
-        family(w, doms, pre, &name, help, "counter", |d| {
-            d.stats.as_ref().map_or(vec![], |s| {
-                s.vbds
-                    .iter()
-                    .map(|b| (label("device", &b.device), Val::U(get(b))))
-                    .collect()
-            })
-        });
-    }
-}
-
-fn render_guest(w: &mut Writer, doms: &[Domain], pre: &[String]) {
-    let g = |d: &Domain| d.meta.as_ref().map(|m| m.guest.clone()).unwrap_or_default();
-    family(
-        w,
-        doms,
-        pre,
-        "xen_domain_guest_page_faults_total",
-        "Page faults inside the guest, from its agent.",
-        "counter",
-        |d| {
-            let r = g(d);
-            let mut v = vec![];
-            if let Some(x) = r.page_faults_minor {
-                v.push(("kind=\"minor\"".to_string(), Val::U(x)));
+/// Every per-domain family, in output order.
+const DOMAIN_FAMILIES: [DomainFamily; 26] = [
+    DomainFamily {
+        name: "xen_domain_info",
+        help: "Information about a domain; always 1.",
+        typ: "gauge",
+        emit: |e, d| e.sample(Extra::Num("domid", u64::from(d.domid)), Val::U(1)),
+    },
+    DomainFamily {
+        name: "xen_domain_state",
+        help: "Run state of a domain, one-hot.",
+        typ: "gauge",
+        emit: |e, d| {
+            if let Some(st) = stats(d).and_then(|s| s.state) {
+                for s in DomainState::ALL {
+                    e.sample(
+                        Extra::Plain("state", s.as_str()),
+                        Val::U(u64::from(s == st)),
+                    );
+                }
             }
-            if let Some(x) = r.page_faults_major {
-                v.push(("kind=\"major\"".to_string(), Val::U(x)));
-            }
-            v
         },
-    );
-    family1(
-        w,
-        doms,
-        pre,
-        "xen_domain_guest_memory_available_bytes",
-        "MemAvailable inside the guest.",
-        "gauge",
-        |d| g(d).memory_available_bytes.map(Val::U),
-    );
-    family1(
-        w,
-        doms,
-        pre,
-        "xen_domain_guest_swap_used_bytes",
-        "Swap used inside the guest.",
-        "gauge",
-        |d| g(d).swap_used_bytes.map(Val::U),
-    );
-    family1(
-        w,
-        doms,
-        pre,
-        "xen_domain_guest_report_age_seconds",
-        "Seconds since the guest agent last reported.",
-        "gauge",
-        |d| g(d).age_seconds.map(Val::F),
-    );
-}
+    },
+    DomainFamily {
+        name: "xen_domain_cpu_seconds_total",
+        help: "CPU time used by the domain's vCPUs.",
+        typ: "counter",
+        emit: |e, d| e.one(stats(d).map(|s| Val::F(s.cpu_seconds))),
+    },
+    DomainFamily {
+        name: "xen_domain_vcpu_seconds_total",
+        help: "CPU time used by one vCPU.",
+        typ: "counter",
+        emit: |e, d| {
+            for v in vcpus(d) {
+                e.sample(Extra::Num("vcpu", u64::from(v.id)), Val::F(v.cpu_seconds));
+            }
+        },
+    },
+    DomainFamily {
+        name: "xen_domain_vcpu_online",
+        help: "1 when the vCPU is online.",
+        typ: "gauge",
+        emit: |e, d| {
+            for v in vcpus(d) {
+                e.sample(
+                    Extra::Num("vcpu", u64::from(v.id)),
+                    Val::U(u64::from(v.online)),
+                );
+            }
+        },
+    },
+    DomainFamily {
+        name: "xen_domain_vcpus",
+        help: "Number of vCPUs of the domain.",
+        typ: "gauge",
+        emit: |e, d| e.one(stats(d).map(|s| Val::U(u64::from(s.vcpu_count)))),
+    },
+    DomainFamily {
+        name: "xen_domain_memory_bytes",
+        help: "Current memory reservation of the domain.",
+        typ: "gauge",
+        emit: |e, d| e.one(stats(d).map(|s| Val::U(s.memory_bytes))),
+    },
+    DomainFamily {
+        name: "xen_domain_memory_max_bytes",
+        help: "Maximum memory of the domain.",
+        typ: "gauge",
+        emit: |e, d| e.one(stats(d).and_then(|s| s.memory_max_bytes).map(Val::U)),
+    },
+    DomainFamily {
+        name: "xen_domain_memory_target_bytes",
+        help: "Balloon target from xenstore memory/target.",
+        typ: "gauge",
+        emit: |e, d| {
+            e.one(
+                d.meta
+                    .as_ref()
+                    .and_then(|m| m.memory_target_bytes)
+                    .map(Val::U),
+            )
+        },
+    },
+    net_family!("receive_bytes", "Bytes received by the domain.", rx_bytes),
+    net_family!(
+        "receive_packets",
+        "Packets received by the domain.",
+        rx_packets
+    ),
+    net_family!("receive_errors", "Receive errors.", rx_errors),
+    net_family!("receive_drops", "Received packets dropped.", rx_drops),
+    net_family!("transmit_bytes", "Bytes sent by the domain.", tx_bytes),
+    net_family!(
+        "transmit_packets",
+        "Packets sent by the domain.",
+        tx_packets
+    ),
+    net_family!("transmit_errors", "Transmit errors.", tx_errors),
+    net_family!("transmit_drops", "Sent packets dropped.", tx_drops),
+    block_family!(
+        "read_bytes",
+        "Bytes read from the virtual block device.",
+        read_bytes
+    ),
+    block_family!(
+        "write_bytes",
+        "Bytes written to the virtual block device.",
+        write_bytes
+    ),
+    block_family!("read_requests", "Read requests.", read_requests),
+    block_family!("write_requests", "Write requests.", write_requests),
+    block_family!(
+        "oo_requests",
+        "Out-of-request events (ring full).",
+        oo_requests
+    ),
+    DomainFamily {
+        name: "xen_domain_guest_page_faults_total",
+        help: "Page faults inside the guest, from its agent.",
+        typ: "counter",
+        emit: |e, d| {
+            if let Some(g) = guest(d) {
+                if let Some(x) = g.page_faults_minor {
+                    e.sample(Extra::Plain("kind", "minor"), Val::U(x));
+                }
+                if let Some(x) = g.page_faults_major {
+                    e.sample(Extra::Plain("kind", "major"), Val::U(x));
+                }
+            }
+        },
+    },
+    DomainFamily {
+        name: "xen_domain_guest_memory_available_bytes",
+        help: "MemAvailable inside the guest.",
+        typ: "gauge",
+        emit: |e, d| e.one(guest(d).and_then(|g| g.memory_available_bytes).map(Val::U)),
+    },
+    DomainFamily {
+        name: "xen_domain_guest_swap_used_bytes",
+        help: "Swap used inside the guest.",
+        typ: "gauge",
+        emit: |e, d| e.one(guest(d).and_then(|g| g.swap_used_bytes).map(Val::U)),
+    },
+    DomainFamily {
+        name: "xen_domain_guest_report_age_seconds",
+        help: "Seconds since the guest agent last reported.",
+        typ: "gauge",
+        emit: |e, d| e.one(guest(d).and_then(|g| g.age_seconds).map(Val::F)),
+    },
+];
 
 fn render_host(w: &mut Writer, s: &Snapshot) {
     if let Some(h) = &s.host {
@@ -746,5 +827,218 @@ mod tests {
         let mut out = String::new();
         render(&empty, &mut out);
         assert!(!out.contains("xen_domain_info"));
+    }
+
+    /// A snapshot exercising every family and every escape: names with quotes,
+    /// backslashes, newlines, braces and non-ASCII; domains with stats only,
+    /// meta only, partial guest reports; odd floats; several NICs and disks.
+    pub(crate) fn hostile_snapshot() -> Snapshot {
+        let mut c = Collection::default();
+        let names = [
+            "web \"1\"",
+            "back\\slash",
+            "new\nline",
+            "}{,=\"",
+            "é中\u{1F600}",
+            "",
+            "domid-9",
+            "trailing\\",
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let domid = i as u32 * 3;
+            let floats = [
+                0.0,
+                1.5,
+                1e15,
+                1e-7,
+                f64::NAN,
+                f64::INFINITY,
+                -2.25,
+                123456.789,
+            ];
+            let f = floats[i % floats.len()];
+            if i != 5 {
+                c.stats.insert(
+                    domid,
+                    DomainStats {
+                        domid,
+                        name: Some(format!("lib-{name}")),
+                        state: (i != 2).then_some(DomainState::ALL[i % 6]),
+                        cpu_seconds: f,
+                        vcpu_count: (i % 3) as u32,
+                        vcpus: (0..(i % 3) as u32)
+                            .map(|id| Vcpu {
+                                id,
+                                online: id % 2 == 0,
+                                cpu_seconds: f * f64::from(id + 1),
+                            })
+                            .collect(),
+                        memory_bytes: u64::MAX - i as u64,
+                        memory_max_bytes: (i % 2 == 0).then_some(1 << 30),
+                        ssid: None,
+                        networks: (0..(i % 3) as u32)
+                            .map(|id| NetIf {
+                                id,
+                                rx_bytes: 1 << (i + 10),
+                                rx_packets: 7,
+                                rx_errors: 1,
+                                rx_drops: 2,
+                                tx_bytes: 3,
+                                tx_packets: 4,
+                                tx_errors: 5,
+                                tx_drops: 6,
+                            })
+                            .collect(),
+                        vbds: (0..(i % 3))
+                            .map(|k| Vbd {
+                                device: format!("xvd{k}\"\\\n{name}"),
+                                read_requests: 1,
+                                write_requests: 2,
+                                read_bytes: 3,
+                                write_bytes: 4,
+                                oo_requests: 5,
+                            })
+                            .collect(),
+                    },
+                );
+            }
+            if i != 6 {
+                c.meta.insert(
+                    domid,
+                    DomainMeta {
+                        domid,
+                        name: (i != 7).then(|| name.to_string()),
+                        uuid: (i % 4 != 1).then(|| format!("uuid-{i}\"\\\n")),
+                        memory_target_bytes: (i % 2 == 1).then_some(42),
+                        guest: GuestReport {
+                            page_faults_minor: (i % 2 == 0).then_some(10),
+                            page_faults_major: (i % 3 == 0).then_some(0),
+                            memory_available_bytes: (i != 3).then_some(1 << 20),
+                            swap_used_bytes: (i == 4).then_some(5),
+                            age_seconds: (i != 0).then_some(f),
+                        },
+                        probe_target: None,
+                    },
+                );
+            }
+        }
+        c.host = Some(HostStats {
+            memory_total_bytes: 1 << 36,
+            memory_free_bytes: 12345,
+            cpus: 16,
+            cpu_hz: 2_400_000_000,
+            xen_version: Some("4.17 \"x\"\\\n".into()),
+        });
+        c.dom0 = Some(Dom0Health {
+            load: [0.5, f64::NAN, 1e20],
+            memory_available_bytes: 1,
+            memory_total_bytes: 2,
+            temperatures: vec![("cpu \"0\"\n".into(), 45.5), ("b\\".into(), -1.0)],
+        });
+        c.warn(WarningKind::UpsOnBattery, true);
+        c.hardware_errors = Some((3, 4));
+        let mut h = Histogram::new(&[0.5, 1.0, 2.5, 10.0, 1e-3]);
+        h.observe(0.7);
+        h.observe(100.0);
+        c.migrations.insert(Direction::Incoming, h);
+        c.migrations
+            .insert(Direction::Outgoing, Histogram::new(&[0.25]));
+        let sources = vec![
+            SourceStatus {
+                name: "sim",
+                up: true,
+                duration_seconds: 0.000123,
+            },
+            SourceStatus {
+                name: "x\"s",
+                up: false,
+                duration_seconds: 5.0,
+            },
+        ];
+        let mut rej = std::collections::BTreeMap::new();
+        rej.insert("garbage", 3);
+        Snapshot::merge(
+            c,
+            sources,
+            SelfStats {
+                guest_rejections: rej,
+            },
+        )
+    }
+
+    fn assert_same_as_reference(s: &Snapshot) {
+        let mut want = String::new();
+        crate::render_reference::render(s, &mut want);
+        let mut got = String::new();
+        render(s, &mut got);
+        if got != want {
+            let line = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            panic!(
+                "output differs from the reference at line {}:\n got: {:?}\nwant: {:?}",
+                line + 1,
+                got.lines().nth(line),
+                want.lines().nth(line)
+            );
+        }
+    }
+
+    #[test]
+    fn output_is_byte_identical_to_the_reference() {
+        let s = hostile_snapshot();
+        assert_same_as_reference(&s);
+        // Rendering into a buffer that already holds something appends.
+        let mut out = String::from("x");
+        render(&s, &mut out);
+        assert!(out.starts_with('x'));
+        assert_same_as_reference(&Snapshot::merge(
+            Collection::default(),
+            vec![],
+            SelfStats::default(),
+        ));
+    }
+
+    #[test]
+    fn rendering_in_chunks_gives_the_same_bytes() {
+        let s = hostile_snapshot();
+        let mut whole = String::new();
+        render(&s, &mut whole);
+        for limit in [0, 1, 100, 1000, 1 << 20] {
+            let mut r = Rendering::new(&s);
+            let mut joined = String::new();
+            let mut chunks = 0;
+            loop {
+                let mut chunk = String::new();
+                let done = r.fill(&s, &mut chunk, limit);
+                joined.push_str(&chunk);
+                chunks += 1;
+                assert!(chunks < 10_000, "no progress at limit {limit}");
+                if done {
+                    break;
+                }
+            }
+            assert_eq!(joined, whole, "limit {limit}");
+            assert!(r.done());
+            if limit == 100 {
+                assert!(chunks > 10);
+            }
+        }
+    }
+
+    #[test]
+    fn simulated_host_renders_like_the_reference() {
+        use crate::sim::{Cluster, ClusterSpec, SimSource};
+        use std::sync::{Arc, Mutex};
+        let mut cl = Cluster::new(ClusterSpec::one_host("xen1", 40), 3).unwrap();
+        cl.step(std::time::Duration::from_secs(7));
+        let src = SimSource::new(Arc::new(Mutex::new(cl)), "xen1");
+        let mut c = Collection::default();
+        src.fill(&mut c).unwrap();
+        let s = Snapshot::merge(c, vec![], SelfStats::default());
+        assert_eq!(s.domains.len(), 41);
+        assert_same_as_reference(&s);
     }
 }

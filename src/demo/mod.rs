@@ -11,7 +11,7 @@ use crate::cli::{DemoArgs, StackMode};
 use crate::collector::Collector;
 use crate::guest::Rejections;
 use crate::heartbeat::{Heartbeat, HeartbeatSource, MeshConfig, PeerSpec};
-use crate::sim::{Cluster, Scenario, SimSource};
+use crate::sim::{Cluster, ClusterSpec, Scenario, SimSource};
 use crate::sources::Source;
 use crate::{http, signals};
 
@@ -54,6 +54,22 @@ pub fn standalone_sources(host: &str, seed: u64) -> anyhow::Result<Vec<Box<dyn S
             names.join(", ")
         );
     }
+    let shared = Arc::new(Mutex::new(cluster));
+    spawn_stepper(
+        shared.clone(),
+        Scenario::default(),
+        Duration::from_millis(100),
+        1.0,
+    );
+    Ok(vec![Box::new(SimSource::new(shared, host))])
+}
+
+/// The sources of a synthetic simulated host running `n` domains
+/// (`exporter --source sim --sim.domains N`, see [`ClusterSpec::one_host`]),
+/// stepped in real time like the demo, without a scenario.
+pub fn synthetic_sources(host: &str, n: usize, seed: u64) -> anyhow::Result<Vec<Box<dyn Source>>> {
+    let cluster = Cluster::new(ClusterSpec::one_host(host, n), seed)
+        .map_err(|e| anyhow::anyhow!("--sim.domains {n}: {e}"))?;
     let shared = Arc::new(Mutex::new(cluster));
     spawn_stepper(
         shared.clone(),
@@ -127,7 +143,7 @@ fn start_meshes(
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cluster = match &args.cluster {
         Some(p) => {
-            let spec = crate::sim::ClusterSpec::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let spec = ClusterSpec::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
             Cluster::new(spec, args.seed).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => Cluster::default_demo(args.seed),

@@ -273,6 +273,57 @@ impl ClusterSpec {
         Ok(())
     }
 
+    /// A synthetic one-host cluster of `n` domains for benchmarks
+    /// (`xentinel exporter --source sim --sim.domains N`): every family of the
+    /// metrics contract is present (2 vCPUs, 1 NIC, 1 disk, guest reports),
+    /// and the host is big enough for all of them without CPU contention.
+    /// Workloads vary a little with the index so counters differ.
+    pub fn one_host(host: &str, n: usize) -> Self {
+        let dom_mem = 512 * MIB;
+        let domains: Vec<DomainSpec> = (0..n)
+            .map(|i| DomainSpec {
+                name: format!("bench-{i:05}"),
+                uuid: None,
+                host: host.into(),
+                vcpus: 2,
+                memory_bytes: dom_mem,
+                reserved_bytes: default_reserved(),
+                workload: Workload {
+                    request_rate: 10.0 + (i % 50) as f64,
+                    // Past usable memory for one domain in 16: swap and major faults show.
+                    working_set_bytes: if i % 16 == 15 {
+                        500 * MIB
+                    } else {
+                        (64 + (i % 256) as u64) * MIB
+                    },
+                    dirty_rate: 100.0,
+                    cpu_seconds_per_request: 1e-3,
+                    idle_cpu: default_idle_cpu(),
+                    touched_bytes_per_request: default_touched(),
+                },
+                nic: NicSpec::default(),
+                disk: DiskSpec::default(),
+            })
+            .collect();
+        let cpus = u32::try_from(n.saturating_mul(2))
+            .unwrap_or(u32::MAX)
+            .max(16);
+        ClusterSpec {
+            hosts: vec![HostSpec {
+                name: host.into(),
+                cpus,
+                memory_bytes: dom_mem * n as u64 + 64 * GIB,
+                migration_bandwidth: 10 * GBIT,
+                dom0_memory_bytes: default_dom0_memory(),
+                dom0_vcpus: default_dom0_vcpus(),
+                cpu_hz: default_cpu_hz(),
+                xen_version: default_xen_version(),
+            }],
+            domains,
+            params: SimParams::default(),
+        }
+    }
+
     /// The demo cluster: four hosts (two large on 10 Gbit/s, two small on
     /// 1 Gbit/s) and ten domains of varied sizes and workloads, including the
     /// paper's 256 MiB Apache domain and a domain whose dirty rate outruns a
@@ -446,6 +497,16 @@ domains:
         assert_eq!(s.domains[0].memory_bytes, 256 * MIB);
         assert_eq!(s.hosts[0].migration_bandwidth, GBIT);
         assert_eq!(s.domains[0].disk.device, "xvda");
+    }
+
+    #[test]
+    fn one_host_spec_is_valid_at_any_size() {
+        for n in [0, 1, 10, 1000] {
+            let s = ClusterSpec::one_host("xen1", n);
+            s.validate().unwrap();
+            assert_eq!(s.domains.len(), n);
+            assert!(s.domains.iter().all(|d| d.host == "xen1" && d.vcpus == 2));
+        }
     }
 
     #[test]
