@@ -11,7 +11,20 @@ pub struct Running {
 }
 
 impl Drop for Running {
+    /// SIGTERM first, so a demo can stop the Prometheus and Alertmanager it
+    /// started; SIGKILL after 10 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
