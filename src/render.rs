@@ -41,19 +41,24 @@ fn push_f64(out: &mut String, v: f64) {
 }
 
 fn push_u64(out: &mut String, v: u64) {
+    // Most samples are 0 or 1 (one-hot states, online flags, error counters).
+    if v < 10 {
+        out.push(char::from(b'0' + v as u8));
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = v;
-    loop {
+    while n > 0 {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
-    // SAFETY-free: ASCII digits only.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    // ASCII digits: pushed as chars, no UTF-8 check of the buffer needed.
+    out.reserve(buf.len() - i);
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
 }
 
 /// A value a series can carry.
@@ -195,12 +200,50 @@ pub struct Rendering {
     /// End of each domain's prefix in `prefixes`.
     ends: Vec<usize>,
     /// Next step: an index into [`DOMAIN_FAMILIES`], then host, self (with
-    /// the heartbeat and probes), done.
+    /// the heartbeat mesh), the [`PROBE_FAMILIES`], done.
     step: usize,
     /// Next domain within the current domain family.
     dom: usize,
     /// Whether the current family's header is out.
     wrote_header: bool,
+    /// `le` values of the last histogram's bounds, formatted once: every
+    /// domain's probe histogram has the same bounds.
+    le: LeCache,
+}
+
+/// Formatted bucket bounds of one set of histogram bounds.
+#[derive(Default)]
+struct LeCache {
+    bounds: Vec<f64>,
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl LeCache {
+    /// The formatted bounds of `bounds`, reformatted only when they change.
+    fn get(&mut self, bounds: &[f64]) -> impl Iterator<Item = &str> {
+        let same = self.bounds.len() == bounds.len()
+            && self
+                .bounds
+                .iter()
+                .zip(bounds)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        if !same {
+            self.bounds.clear();
+            self.bounds.extend_from_slice(bounds);
+            self.text.clear();
+            self.ends.clear();
+            for b in bounds {
+                push_f64(&mut self.text, *b);
+                self.ends.push(self.text.len());
+            }
+        }
+        let text = &self.text;
+        std::iter::once(0)
+            .chain(self.ends.iter().copied())
+            .zip(self.ends.iter().copied())
+            .map(move |(a, b)| &text[a..b])
+    }
 }
 
 impl Rendering {
@@ -222,12 +265,13 @@ impl Rendering {
             step: 0,
             dom: 0,
             wrote_header: false,
+            le: LeCache::default(),
         }
     }
 
     /// True once everything has been written.
     pub fn done(&self) -> bool {
-        self.step > DOMAIN_FAMILIES.len() + 1
+        self.step >= STEPS
     }
 
     /// Appends the next part of the rendering of `s` (the snapshot given to
@@ -238,9 +282,7 @@ impl Rendering {
         let doms = &s.domains;
         debug_assert_eq!(doms.len(), self.ends.len(), "another snapshot");
         while !self.done() {
-            let nf = DOMAIN_FAMILIES.len();
-            if self.step < nf {
-                let fam = &DOMAIN_FAMILIES[self.step];
+            if let Some(fam) = family_at(self.step) {
                 while self.dom < doms.len() {
                     let start = if self.dom == 0 {
                         0
@@ -249,9 +291,11 @@ impl Rendering {
                     };
                     let mut e = Emitter {
                         out: &mut *out,
+                        snap: s,
                         fam,
                         pre: &self.prefixes[start..self.ends[self.dom]],
                         wrote_header: &mut self.wrote_header,
+                        le: &mut self.le,
                     };
                     (fam.emit)(&mut e, &doms[self.dom]);
                     self.dom += 1;
@@ -266,11 +310,11 @@ impl Rendering {
                 }
             } else {
                 let mut w = Writer { out: &mut *out };
-                if self.step == nf {
+                if self.step == DOMAIN_FAMILIES.len() {
                     render_host(&mut w, s);
                 } else {
                     render_self(&mut w, s);
-                    crate::heartbeat::render::render(&mut w, s);
+                    crate::heartbeat::render::render_mesh(&mut w, s);
                 }
                 self.step += 1;
             }
@@ -279,6 +323,20 @@ impl Rendering {
             }
         }
         true
+    }
+}
+
+/// Steps of a rendering: the per-domain families, host, self (and the
+/// heartbeat mesh), then the per-domain probe families.
+const STEPS: usize = DOMAIN_FAMILIES.len() + 2 + PROBE_FAMILIES.len();
+
+/// The per-domain family of step `i`, `None` for the host and self steps.
+fn family_at(i: usize) -> Option<&'static DomainFamily> {
+    let n = DOMAIN_FAMILIES.len();
+    if i < n {
+        Some(&DOMAIN_FAMILIES[i])
+    } else {
+        PROBE_FAMILIES.get(i.checked_sub(n + 2)?)
     }
 }
 
@@ -299,25 +357,43 @@ enum Extra<'a> {
     Plain(&'static str, &'static str),
     /// `name="<value>"`, the value escaped.
     Esc(&'static str, &'a str),
+    /// `le="<bound>"` of a histogram bucket, the bound already formatted.
+    Le(&'a str),
 }
 
 /// Writes one domain's samples of one family; the family's header goes out
 /// before its first sample, so a family no domain has is absent.
 struct Emitter<'a> {
     out: &'a mut String,
+    snap: &'a Snapshot,
     fam: &'a DomainFamily,
     pre: &'a str,
     wrote_header: &'a mut bool,
+    le: &'a mut LeCache,
 }
 
 impl Emitter<'_> {
     fn sample(&mut self, extra: Extra, v: Val) {
+        self.sample_as(self.fam.name, extra, v);
+    }
+
+    /// The `le` buckets of `h` (not `+Inf`), bounds formatted once per rendering.
+    fn histogram_buckets(&mut self, bucket: &str, h: &Histogram) {
+        let mut le = std::mem::take(self.le);
+        for (b, c) in le.get(&h.bounds).zip(&h.counts) {
+            self.sample_as(bucket, Extra::Le(b), Val::U(*c));
+        }
+        *self.le = le;
+    }
+
+    /// A sample named other than its family (a histogram's `_bucket`, ...).
+    fn sample_as(&mut self, name: &str, extra: Extra, v: Val) {
         if !*self.wrote_header {
             Writer { out: self.out }.header(self.fam.name, self.fam.help, self.fam.typ);
             *self.wrote_header = true;
         }
         let o = &mut *self.out;
-        o.push_str(self.fam.name);
+        o.push_str(name);
         o.push('{');
         o.push_str(self.pre);
         match extra {
@@ -341,6 +417,11 @@ impl Emitter<'_> {
                 o.push_str(k);
                 o.push_str("=\"");
                 escape_label(o, v);
+                o.push('"');
+            }
+            Extra::Le(b) => {
+                o.push_str(",le=\"");
+                o.push_str(b);
                 o.push('"');
             }
         }
@@ -408,6 +489,48 @@ macro_rules! block_family {
         }
     };
 }
+
+/// The per-domain probe families, written after the self and heartbeat
+/// families (the order `heartbeat::render::render` has).
+const PROBE_FAMILIES: [DomainFamily; 2] = [
+    DomainFamily {
+        name: "xen_domain_probe_duration_seconds",
+        help: "Duration of the domain's service probes, failed ones included.",
+        typ: "histogram",
+        emit: |e, d| {
+            let Some(p) = e.snap.probes.get(&d.domid) else {
+                return;
+            };
+            let h = &p.duration;
+            if h.count == 0 {
+                return;
+            }
+            let bucket = "xen_domain_probe_duration_seconds_bucket";
+            e.histogram_buckets(bucket, h);
+            e.sample_as(bucket, Extra::Plain("le", "+Inf"), Val::U(h.count));
+            e.sample_as(
+                "xen_domain_probe_duration_seconds_sum",
+                Extra::None,
+                Val::F(h.sum),
+            );
+            e.sample_as(
+                "xen_domain_probe_duration_seconds_count",
+                Extra::None,
+                Val::U(h.count),
+            );
+        },
+    },
+    DomainFamily {
+        name: "xen_domain_probe_success",
+        help: "1 when the domain's last service probe succeeded.",
+        typ: "gauge",
+        emit: |e, d| {
+            if let Some(p) = e.snap.probes.get(&d.domid) {
+                e.sample(Extra::None, Val::U(u64::from(p.success)));
+            }
+        },
+    },
+];
 
 /// Every per-domain family, in output order.
 const DOMAIN_FAMILIES: [DomainFamily; 26] = [
@@ -937,6 +1060,24 @@ mod tests {
         });
         c.warn(WarningKind::UpsOnBattery, true);
         c.hardware_errors = Some((3, 4));
+        // Probes: one with durations, one never run, one on a meta-only domain.
+        let mut ph = Histogram::new(&[0.005, 0.25, 1e-4]);
+        ph.observe(0.1);
+        ph.observe(f64::INFINITY);
+        for (domid, h, success) in [
+            (0, ph, true),
+            (3, Histogram::new(&[0.5]), false),
+            (15, Histogram::new(&[]), true),
+        ] {
+            c.probes.insert(
+                domid,
+                ProbeStats {
+                    target: "tcp://x:1".into(),
+                    duration: h,
+                    success,
+                },
+            );
+        }
         let mut h = Histogram::new(&[0.5, 1.0, 2.5, 10.0, 1e-3]);
         h.observe(0.7);
         h.observe(100.0);
@@ -990,6 +1131,19 @@ mod tests {
     fn output_is_byte_identical_to_the_reference() {
         let s = hostile_snapshot();
         assert_same_as_reference(&s);
+        let mut out = String::new();
+        render(&s, &mut out);
+        // The snapshot does reach every kind of family.
+        for fam in [
+            "xen_domain_block_oo_requests_total{",
+            "xen_domain_guest_report_age_seconds{",
+            "xen_domain_migration_duration_seconds_bucket{",
+            "xentinel_dom0_temperature_celsius{",
+            "xen_domain_probe_duration_seconds_bucket{",
+            "xen_domain_probe_success{",
+        ] {
+            assert!(out.contains(fam), "{fam}");
+        }
         // Rendering into a buffer that already holds something appends.
         let mut out = String::from("x");
         render(&s, &mut out);

@@ -7,6 +7,14 @@ use crate::render::{Val, Writer, label};
 /// Writes the heartbeat families (when the mesh runs) and the probe families
 /// (for the snapshot's domains that have a probe result).
 pub fn render(w: &mut Writer, s: &Snapshot) {
+    render_mesh(w, s);
+    render_probes(w, s);
+}
+
+/// Writes the heartbeat families, when the mesh runs. The exporter's
+/// renderer writes the probe families itself, one domain at a time (see
+/// `render::Rendering`), with the same bytes as [`render`].
+pub fn render_mesh(w: &mut Writer, s: &Snapshot) {
     if let Some(hb) = &s.heartbeat {
         let peers: Vec<String> = hb.peers.iter().map(|p| label("peer", &p.name)).collect();
         let rtt = "xentinel_heartbeat_rtt_seconds";
@@ -78,7 +86,6 @@ pub fn render(w: &mut Writer, s: &Snapshot) {
             w.sample(rej, &label("reason", reason), "", Val::U(*n));
         }
     }
-    render_probes(w, s);
 }
 
 fn render_probes(w: &mut Writer, s: &Snapshot) {
