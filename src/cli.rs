@@ -73,6 +73,11 @@ pub struct MigrationArgs {
     #[arg(long = "prometheus.url")]
     pub prometheus_url: Option<String>,
 
+    /// Plan from this host's exporter instead of Prometheus: `host=http://addr:port/metrics`
+    /// (repeat the flag, one per host; replaces `webhook.exporters` of the configuration).
+    #[arg(long = "exporter", value_parser = parse_exporter, conflicts_with = "prometheus_url")]
+    pub exporters: Vec<(String, String)>,
+
     /// What runs the migrations.
     #[arg(long = "executor", value_enum, default_value = "xl")]
     pub executor: ExecutorKind,
@@ -84,6 +89,16 @@ pub struct MigrationArgs {
     /// Plan and record (or print) the plan; migrate nothing.
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+}
+
+/// Parses `--exporter host=URL`.
+fn parse_exporter(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((h, u)) if !h.is_empty() && !u.is_empty() => Ok((h.to_string(), u.to_string())),
+        _ => Err(format!(
+            "{s:?} is not host=URL (e.g. xen1=http://10.0.0.1:10025/metrics)"
+        )),
+    }
 }
 
 /// Flags of `xentinel webhook`.

@@ -15,6 +15,8 @@ use serde::{Deserialize, Deserializer};
 
 thread_local! {
     static ERRORS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// Set for the strict second pass: leaves propagate their errors.
+    static STRICT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// A configuration leaf: a value of `T`, or (when it fails to parse) the
@@ -39,6 +41,7 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for V<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match T::deserialize(d) {
             Ok(v) => Ok(V(v)),
+            Err(e) if STRICT.with(|s| s.get()) => Err(e),
             Err(e) => {
                 ERRORS.with(|errs| errs.borrow_mut().push(e.to_string()));
                 Ok(V(T::default()))
@@ -464,8 +467,11 @@ impl Default for WarningsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct WebhookConfig {
-    /// Known hosts; when empty, the inventory's hosts (Prometheus or the sim) are the known ones.
+    /// Known hosts; when empty, the inventory's hosts (Prometheus, the exporters or the sim)
+    /// are the known ones.
     pub hosts: V<Vec<String>>,
+    /// Plan from these exporters' /metrics instead of Prometheus (`--exporter` wins over it).
+    pub exporters: V<Vec<ExporterEntry>>,
     /// Free memory every target keeps after the planned placements.
     pub headroom_bytes: V<u64>,
     /// Migrations at once out of one host.
@@ -474,7 +480,7 @@ pub struct WebhookConfig {
     pub max_parallel_per_target: V<u32>,
     /// Scrape job of the exporters (for `up{job=...}`).
     pub prometheus_job: V<String>,
-    /// Timeout of one Prometheus query.
+    /// Timeout of one Prometheus query (or one exporter scrape with `exporters`).
     pub prometheus_timeout: V<Dur>,
     /// Longest wait between retries while Prometheus is unreachable.
     pub retry_max_backoff: V<Dur>,
@@ -487,6 +493,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             hosts: V(vec![]),
+            exporters: V(vec![]),
             headroom_bytes: V(512 << 20),
             max_parallel_per_source: V(2),
             max_parallel_per_target: V(1),
@@ -497,6 +504,16 @@ impl Default for WebhookConfig {
             executor: ExecutorConfig::default(),
         }
     }
+}
+
+/// One item of `webhook.exporters`: a host name and its exporter's metrics URL.
+/// Both fields are required (checked after parsing, like peers and probes).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ExporterEntry {
+    pub host: V<String>,
+    /// `http://addr:port/metrics`.
+    pub url: V<String>,
 }
 
 /// `webhook.executor:` — the command that migrates a domain.
@@ -586,10 +603,40 @@ pub fn load_yaml<T: serde::de::DeserializeOwned + Default>(
     parse_yaml(&text, &name)
 }
 
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Silences the panic message of this thread while on (the lenient pass's
+/// panic is caught and reported as a configuration error instead).
+fn quiet_panics(on: bool) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                prev(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(on));
+}
+
 /// Parses configuration text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
     parse_checked(text, file, |cfg: &Config| {
         let mut errs = check_peers(text, file, "heartbeat.peers", &cfg.heartbeat.peers);
+        let mut hosts = std::collections::BTreeSet::new();
+        for (i, e) in cfg.webhook.exporters.iter().enumerate() {
+            let msg = if e.host.is_empty() || e.url.is_empty() {
+                "missing host or url: an exporter needs both".to_string()
+            } else if !hosts.insert(e.host.as_str()) {
+                format!("duplicate exporter host {:?}", e.host.0)
+            } else {
+                continue;
+            };
+            errs.push(item_error(text, file, "webhook.exporters", i, &msg));
+        }
         for (i, p) in cfg.probes.iter().enumerate() {
             if p.domain.is_empty() || *p.target == ProbeTarget::Invalid {
                 errs.push(item_error(
@@ -659,9 +706,28 @@ pub fn parse_checked<T: DeserializeOwned + Default>(
 ) -> Result<T, ConfigErrors> {
     ERRORS.with(|e| e.borrow_mut().clear());
     let mut unknown = Vec::new();
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    let parsed: Result<T, _> =
-        serde_ignored::deserialize(de, |p| unknown.push(p.to_string().replace(".?", "")));
+    let lenient = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        quiet_panics(true);
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let r = serde_ignored::deserialize(de, |p| unknown.push(p.to_string().replace(".?", "")));
+        quiet_panics(false);
+        r
+    }));
+    // A leaf that met a sequence or mapping where it wanted a scalar leaves
+    // serde_yaml_ng's event stream out of step, and it panics. Parse again
+    // strictly: the first error, with its location, is then reported alone.
+    let parsed: Result<T, _> = match lenient {
+        Ok(r) => r,
+        Err(_) => {
+            quiet_panics(false);
+            ERRORS.with(|e| e.borrow_mut().clear());
+            unknown.clear();
+            STRICT.with(|s| s.set(true));
+            let r = serde_yaml_ng::from_str::<T>(text);
+            STRICT.with(|s| s.set(false));
+            r
+        }
+    };
     let mut errors: Vec<ConfigError> = ERRORS
         .with(|e| std::mem::take(&mut *e.borrow_mut()))
         .iter()
@@ -901,7 +967,59 @@ bogus: 1
         );
         let ok = load_str("webhook:\n  executor:\n    command: [sh, -c, x]\n", "w").unwrap();
         assert_eq!(ok.webhook.executor.command.0, ["sh", "-c", "x"]);
+        let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: b\n    - host: a\n      url: http://x:1/metrics\n    - host: c\n      url: http://c:1/metrics\n      uri: x\n";
+        let errs = load_str(text, "w.yml").unwrap_err().0;
+        let got: Vec<_> = errs
+            .iter()
+            .map(|e| (e.line, e.field.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    5,
+                    "webhook.exporters[1]",
+                    "missing host or url: an exporter needs both"
+                ),
+                (6, "webhook.exporters[2]", "duplicate exporter host \"a\""),
+                (10, "webhook.exporters[3].uri", "unknown field"),
+            ],
+            "{errs:#?}"
+        );
+        let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n";
+        let ok = load_str(text, "w.yml").unwrap();
+        let got: Vec<(&str, &str)> = ok
+            .webhook
+            .exporters
+            .iter()
+            .map(|e| (e.host.as_str(), e.url.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "http://a:1/metrics")]);
         assert_eq!(*ok.webhook.headroom_bytes, 512 << 20);
+    }
+
+    #[test]
+    fn a_sequence_where_a_scalar_belongs_is_an_error_not_a_panic() {
+        let errs = load_str(
+            "warnings:\n  maintenance_xenstore_key: [x, y]\n  temperature_celsius: hot\n",
+            "c.yml",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            (errs[0].line, errs[0].field.as_str()),
+            (2, "warnings.maintenance_xenstore_key")
+        );
+        assert!(errs[0].message.contains("sequence"), "{}", errs[0]);
+        // The lenient pass works again afterwards.
+        let errs = load_str(
+            "warnings:\n  temperature_celsius: hot\n  tempreature: 1\n",
+            "c.yml",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errs.len(), 2);
     }
 
     #[test]

@@ -10,8 +10,6 @@
 #   OUT_DIR/domU.cpio.gz   domU initramfs: busybox, xenstore client, xentinel (guest agent),
 #                          guest-init.sh as /init
 # XENTINEL_BINARY goes to /usr/local/bin/xentinel in both images (debug info stripped).
-# Optional: XENTINEL_WEBHOOK_TEST=/path/to/script.sh is copied to dom0's
-# /usr/local/lib/xentinel-test/webhook-test.sh and run by dom0-init.sh (placeholder otherwise).
 set -euo pipefail
 
 usage() { echo "usage: $0 OUT_DIR XENTINEL_BINARY" >&2; exit 2; }
@@ -139,10 +137,6 @@ EOF
 guest_cfg tinypv pv > "$R/etc/xen/guests/tinypv.cfg"
 guest_cfg tinypvh pvh > "$R/etc/xen/guests/tinypvh.cfg"
 guest_cfg tinynew pv > "$R/etc/xen/guests/tinynew.cfg"
-if [ -n "${XENTINEL_WEBHOOK_TEST:-}" ]; then
-  mkdir -p "$R/usr/local/lib/xentinel-test"
-  install -m 755 "$XENTINEL_WEBHOOK_TEST" "$R/usr/local/lib/xentinel-test/webhook-test.sh"
-fi
 install -m 755 "$HERE/dom0-init.sh" "$R/init"
 pack "$R" "$OUT/dom0.cpio.gz"
 

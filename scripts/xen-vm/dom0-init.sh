@@ -15,7 +15,9 @@
 # Scenario: tinypv (PV) + tinypvh (PVH) each run `xentinel guest-agent --interval 1s`;
 #   snapshot 1 (scrape + xentop + xl list -l + xl list -v), sleep, snapshot 2;
 #   memhog 64 MB in tinypv, snapshot 3; xl destroy tinypv, snapshot 4; xl create tinynew, snapshot 5;
-#   xl migrate tinypvh to localhost, snapshot 6; webhook test (placeholder); logs; poweroff.
+#   xl migrate tinypvh to localhost, snapshot 6; xl destroy tinynew (PV: cannot live-migrate);
+#   `xentinel webhook` + one evacuation alert for "dom0a" live-migrates tinypvh (xl, to localhost),
+#   job JSON, snapshot 7, the webhook's /metrics; logs; poweroff.
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/xen-4.17/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -233,16 +235,91 @@ migrate() { # live-migrate tinypvh to localhost: xl runs the "host" argument as 
   return "$_rc"
 }
 
-# ---- XENTINEL_WEBHOOK_TEST: placeholder -------------------------------------------------------
-# The webhook's xl executor step (another issue) plugs in here: build.sh copies the script named by
-# XENTINEL_WEBHOOK_TEST on the host to /usr/local/lib/xentinel-test/webhook-test.sh, and this block
-# runs it while tinypvh and tinynew are up and the exporter listens on 127.0.0.1:$PORT.
-webhook_test() {
-  if [ -x /usr/local/lib/xentinel-test/webhook-test.sh ]; then
-    /usr/local/lib/xentinel-test/webhook-test.sh
-  else
-    echo "XENTINEL_WEBHOOK_TEST placeholder: no webhook test in this image"
-  fi
+# ---- the webhook's command executor, driven by an alert, on this real hypervisor ----------------
+# There is no Prometheus here, so the webhook plans from the exporter itself (webhook.exporters).
+# Source and target are the same machine (`xl migrate` to localhost), so the inventory names the one
+# exporter twice: dom0a (the alert's host; it owns the domains: the first name of a URL does) and
+# dom0b (only its free memory, up and warnings), which is then the only possible target. The
+# executor's argv is `xl migrate -s "" {domain} "xl migrate-receive"`: with an empty -s, xl runs the
+# "host" argument as the receiving shell command, so {target} (dom0b) is not used by it.
+# Runs after `xl destroy tinynew`: tinynew is PV, and PV domUs cannot live-migrate on Debian's Xen
+# (no shadow paging), so its step would fail; with only tinypvh (PVH) left on dom0a the job has
+# exactly one step, which can succeed.
+WEBHOOK=http://127.0.0.1:10027
+
+webhook_start() {
+  mkdir -p /etc/xentinel
+  cat >/etc/xentinel/webhook.yml <<EOF
+webhook:
+  exporters:
+    - host: dom0a
+      url: $URL
+    - host: dom0b
+      url: $URL
+  headroom_bytes: 134217728
+  executor:
+    command: [xl, migrate, -s, "", "{domain}", "xl migrate-receive"]
+    timeout: 120s
+EOF
+  cat /etc/xentinel/webhook.yml
+  set -- webhook --executor command --insecure-no-auth --db.path /tmp/jobs.sqlite \
+    --config.file /etc/xentinel/webhook.yml --web.listen-address 127.0.0.1:10027
+  echo "xentinel $*"
+  xentinel "$@" >/run/webhook.log 2>&1 &
+  WEBHOOK_PID=$!
+  now
+  _t0=$NOW
+  _end=$((NOW_S + 30))
+  while now && [ "$NOW_S" -lt "$_end" ]; do
+    if wget -qO /dev/null "$WEBHOOK/-/ready" 2>/dev/null; then
+      echo "webhook (pid $WEBHOOK_PID) ready after $(since "$_t0") s"
+      return 0
+    fi
+    kill -0 "$WEBHOOK_PID" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "webhook not ready on $WEBHOOK; its output:"
+  cat /run/webhook.log
+  return 1
+}
+
+webhook_alert() { # POST one firing Alertmanager v4 alert for dom0a
+  _at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  cat >/tmp/alert.json <<EOF
+{"version":"4","groupKey":"{}:{alertname=\"XentinelHostWarningFailure\"}","truncatedAlerts":0,
+ "status":"firing","receiver":"xentinel","groupLabels":{},"commonLabels":{},"externalURL":"",
+ "alerts":[{"status":"firing","labels":{"alertname":"XentinelHostWarningFailure",
+   "xentinel_action":"evacuate","host":"dom0a","kind":"maintenance"},"annotations":{},
+   "startsAt":"$_at","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"0123456789abcdef"}]}
+EOF
+  wget -qO- --header 'Content-Type: application/json' --post-file /tmp/alert.json "$WEBHOOK/alerts"
+  _rc=$?
+  echo
+  return $_rc
+}
+
+webhook_job() { # wait (180 s at most) until job 1 is final, then print it (JSON)
+  now
+  _t0=$NOW
+  _end=$((NOW_S + 180))
+  _state=
+  while now && [ "$NOW_S" -lt "$_end" ]; do
+    _j=$(wget -qO- "$WEBHOOK/jobs/1" 2>/dev/null)
+    _head=${_j%%\"steps\":*} # the job's own fields come before its steps
+    _state=${_head#*\"state\":\"}
+    _state=${_state%%\"*}
+    case "$_state" in done | failed | cancelled | planned) break ;; esac
+    sleep 1
+  done
+  echo "$_j"
+  echo "job_state=$_state waited_seconds=$(since "$_t0")"
+  [ "$_state" = done ]
+}
+
+webhook_status() {
+  if kill -0 "$WEBHOOK_PID" 2>/dev/null; then echo "webhook still running"; else echo "webhook exited"; fi
+  echo "--- webhook output:"
+  cat /run/webhook.log
 }
 # ------------------------------------------------------------------------------------------------
 
@@ -277,7 +354,14 @@ block migrate migrate
 rblock wait-agent-migrated wait_agents tinypvh
 sleep 2
 snapshot 6
-block webhook-test webhook_test
+block xl-destroy-tinynew r timeout 60 xl destroy tinynew
+block webhook-start webhook_start
+block webhook-alert webhook_alert
+block webhook-job webhook_job
+rblock wait-agent-webhook wait_agents tinypvh
+snapshot 7
+rblock webhook-metrics wget -qO- "$WEBHOOK/metrics"
+block webhook-status webhook_status
 block exporter-status exporter_status
 block xenstore-dom0 sh -c 'xenstore-ls -f /local/domain/0; xenstore-ls -f /vm 2>&1 | head -n 20'   # for reading the exporter's Domain-0 labels
 # shellcheck disable=SC2016 # expanded by the inner sh

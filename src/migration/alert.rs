@@ -185,24 +185,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// Formats Unix seconds as RFC 3339 UTC with milliseconds.
 pub fn format_rfc3339(unix: f64) -> String {
     let ms = (unix * 1000.0).round() as i64;
-    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-    let (days, sod) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    crate::log::rfc3339(ms.div_euclid(1000), ms.rem_euclid(1000) as u32)
 }
 
 #[cfg(test)]

@@ -121,7 +121,44 @@ pub fn executor_and_inventory(
             (ex, None)
         }
     };
+    let exporters: Vec<(String, String)> = if m.exporters.is_empty() {
+        cfg.exporters
+            .iter()
+            .map(|e| (e.host.0.clone(), e.url.0.clone()))
+            .collect()
+    } else {
+        m.exporters.clone()
+    };
     let inventory = match (&m.prometheus_url, sim) {
+        (url, _) if !exporters.is_empty() => {
+            anyhow::ensure!(
+                url.is_none(),
+                "--prometheus.url and webhook.exporters both choose where to plan from: use one"
+            );
+            let mut seen = std::collections::BTreeSet::new();
+            let mut list = Vec::new();
+            for (host, url) in exporters {
+                anyhow::ensure!(
+                    !url.is_empty(),
+                    "webhook.exporters: host {host:?} has no url"
+                );
+                anyhow::ensure!(
+                    executor::safe_name(&host),
+                    "exporter host name {host:?} is not a plain name ([A-Za-z0-9._:@+-])"
+                );
+                anyhow::ensure!(
+                    seen.insert(host.clone()),
+                    "exporter host {host} given twice"
+                );
+                let e = prom::HttpEndpoint::parse(&url, &format!("exporter {host}'s"))
+                    .map_err(anyhow::Error::msg)?;
+                list.push((host, e));
+            }
+            Inventory::Exporters {
+                exporters: list,
+                timeout: cfg.prometheus_timeout.0.0,
+            }
+        }
         (None, Some(c)) => Inventory::Sim(c),
         (url, _) => Inventory::Prometheus {
             client: PromClient::new(
@@ -259,6 +296,7 @@ pub async fn spawn_for_demo(
     let m = MigrationArgs {
         config_file: None,
         prometheus_url,
+        exporters: vec![],
         executor: ExecutorKind::Sim,
         db_path: dir.join("jobs.sqlite"),
         dry_run: false,

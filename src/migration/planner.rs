@@ -1,14 +1,16 @@
-//! Planning: what the cluster looks like ([`Inventory`]: Prometheus, or the
-//! sim cluster itself) and where each domain of an evacuated host goes
+//! Planning: what the cluster looks like ([`Inventory`]: Prometheus, the
+//! exporters' /metrics scraped directly, or the sim cluster itself) and where
+//! each domain of an evacuated host goes
 //! ([`plan`]: largest domains first onto the hosts with the most free memory,
 //! keeping a headroom; never a warned, down or unreachable host).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use crate::demo::SharedCluster;
 
 use super::joblog::NewStep;
-use super::prom::PromClient;
+use super::prom::{self, HttpEndpoint, PromClient};
 
 /// Dom0 is never migrated.
 pub const DOM0: &str = "Domain-0";
@@ -49,6 +51,89 @@ pub enum Inventory {
     Prometheus { client: PromClient, job: String },
     /// The modelled cluster (sim executor without a Prometheus URL).
     Sim(SharedCluster),
+    /// Each host's exporter, scraped directly (`--exporter host=URL`,
+    /// `webhook.exporters`): for hosts without a Prometheus. In order; each
+    /// scrape is cut off after `timeout`.
+    Exporters {
+        exporters: Vec<(String, HttpEndpoint)>,
+        timeout: Duration,
+    },
+}
+
+/// One exporter's scrape: `(host, url, exposition text or why not)`.
+pub type Scrape = (String, String, Result<String, String>);
+
+/// GETs an exporter's /metrics; anything but a 200 with UTF-8 text is an error.
+async fn scrape(e: &HttpEndpoint, timeout: Duration) -> Result<String, String> {
+    let (status, body) = e.get(e.path(), "text/plain;version=0.0.4", timeout).await?;
+    if status != 200 {
+        return Err(format!("{}: HTTP status {status}", e.url()));
+    }
+    String::from_utf8(body).map_err(|_| format!("{}: the body is not UTF-8", e.url()))
+}
+
+/// Builds the [`View`] from exporter scrapes, in the configured order. Per
+/// host: `up` = its scrape succeeded and parsed; free memory =
+/// `xen_host_memory_free_bytes`; warned = any `xentinel_host_warning` at 1;
+/// its domains = `xen_domain_memory_bytes` (Domain-0 skipped).
+///
+/// A URL's domains go to the first host that lists it; a later host with the
+/// same URL gets its free memory, `up` and warnings but no domains. Two names
+/// for one exporter exist only in tests (a single Xen host migrating to itself,
+/// `xl migrate` to localhost); without this rule every domain would be seen on
+/// both names, and the second name would be planned to evacuate domains the
+/// first one owns (and vice versa).
+pub fn view_from_scrapes(scrapes: &[Scrape]) -> View {
+    let mut hosts = BTreeMap::new();
+    let mut domains = Vec::new();
+    let mut seen_urls = BTreeSet::new();
+    for (host, url, res) in scrapes {
+        let parsed = res.as_ref().map_err(String::clone).and_then(|text| {
+            prom::parse_exposition(text).map_err(|e| format!("{url}: not an exposition: {e}"))
+        });
+        let Ok(samples) = parsed else {
+            hosts.insert(
+                host.clone(),
+                HostView {
+                    up: Some(false),
+                    ..HostView::default()
+                },
+            );
+            continue;
+        };
+        let mut h = HostView {
+            up: Some(true),
+            ..HostView::default()
+        };
+        let owns_domains = seen_urls.insert(url.clone());
+        for (name, s) in &samples {
+            match name.as_str() {
+                "xen_host_memory_free_bytes" => h.free_bytes = s.value.max(0.0) as u64,
+                "xentinel_host_warning" if s.value == 1.0 => h.warned = true,
+                "xen_domain_memory_bytes" if owns_domains => {
+                    if let Some(d) = s
+                        .labels
+                        .get("domain")
+                        .filter(|d| *d != DOM0 && !d.is_empty())
+                    {
+                        domains.push(DomainView {
+                            name: d.clone(),
+                            host: host.clone(),
+                            memory_bytes: s.value.max(0.0) as u64,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        hosts.insert(host.clone(), h);
+    }
+    let names: Vec<&str> = scrapes.iter().map(|(h, _, _)| h.as_str()).collect();
+    View {
+        hosts,
+        domains,
+        source: format!("the exporters of {}", names.join(", ")),
+    }
 }
 
 /// Queries the Prometheus inventory runs, in order.
@@ -69,6 +154,9 @@ impl Inventory {
     /// Names of the hosts this inventory knows (to refuse alerts about others).
     pub async fn known_hosts(&self) -> Result<Vec<String>, String> {
         match self {
+            Inventory::Exporters { exporters, .. } => {
+                Ok(exporters.iter().map(|(h, _)| h.clone()).collect())
+            }
             Inventory::Sim(c) => {
                 let c = c.lock().unwrap_or_else(|e| e.into_inner());
                 Ok(c.hosts().iter().map(|h| h.spec.name.clone()).collect())
@@ -92,6 +180,22 @@ impl Inventory {
     /// Reads the cluster; an error means "unreachable, retry", never a guess.
     pub async fn view(&self) -> Result<View, String> {
         match self {
+            Inventory::Exporters { exporters, timeout } => {
+                let scrapes: Vec<Scrape> =
+                    futures::future::join_all(exporters.iter().map(|(h, e)| async move {
+                        (h.clone(), e.url().to_string(), scrape(e, *timeout).await)
+                    }))
+                    .await;
+                // None answered: more likely our network than every host at once; wait.
+                if scrapes.iter().all(|(_, _, r)| r.is_err()) {
+                    let why: Vec<String> = scrapes
+                        .iter()
+                        .filter_map(|(h, _, r)| r.as_ref().err().map(|e| format!("{h}: {e}")))
+                        .collect();
+                    return Err(format!("no exporter answered ({})", why.join("; ")));
+                }
+                Ok(view_from_scrapes(&scrapes))
+            }
             Inventory::Sim(c) => {
                 let c = c.lock().unwrap_or_else(|e| e.into_inner());
                 let hosts = c
@@ -306,6 +410,101 @@ mod tests {
             .iter()
             .map(|s| (s.domain.as_str(), s.target.as_deref().map_err(|_| ())))
             .collect()
+    }
+
+    /// What `xentinel exporter` serves for a host with these domains (domid 0 is
+    /// Domain-0), this much free memory and these warnings raised.
+    fn exposition(doms: &[(u32, &str, u64)], free: u64, warned: bool) -> String {
+        use crate::model::{Collection, DomainMeta, DomainStats, HostStats, SelfStats};
+        let mut c = Collection::default();
+        for &(domid, name, mem) in doms {
+            c.stats.insert(
+                domid,
+                DomainStats {
+                    domid,
+                    memory_bytes: mem,
+                    ..Default::default()
+                },
+            );
+            c.meta.insert(
+                domid,
+                DomainMeta {
+                    domid,
+                    name: Some(name.into()),
+                    uuid: Some(format!("uuid-{domid}")),
+                    ..Default::default()
+                },
+            );
+        }
+        c.host = Some(HostStats {
+            memory_total_bytes: 64 * GIB,
+            memory_free_bytes: free,
+            ..Default::default()
+        });
+        c.warn(crate::model::WarningKind::Shutdown, false);
+        c.warn(crate::model::WarningKind::UpsOnBattery, warned);
+        let snap = crate::model::Snapshot::merge(c, vec![], SelfStats::default());
+        let mut out = String::new();
+        crate::render::render(&snap, &mut out);
+        out
+    }
+
+    #[test]
+    fn exporter_scrapes_make_a_view() {
+        let a = exposition(
+            &[(0, DOM0, 4 * GIB), (3, "web", 2 * GIB), (7, "db", GIB)],
+            8 * GIB,
+            false,
+        );
+        let b = exposition(&[(0, DOM0, GIB), (2, "x", GIB)], 3 * GIB, true);
+        let scrape = |h: &str, u: &str, r: Result<&String, &str>| -> Scrape {
+            (h.into(), u.into(), r.cloned().map_err(String::from))
+        };
+        let scrapes = [
+            scrape("a", "http://a:1/metrics", Ok(&a)),
+            // the same exporter under a second name: its host facts, not its domains
+            scrape("a2", "http://a:1/metrics", Ok(&a)),
+            scrape("b", "http://b:1/metrics", Ok(&b)),
+            scrape("c", "http://c:1/metrics", Err("cannot connect")),
+            scrape("d", "http://d:1/metrics", Ok(&"<html>".to_string())),
+        ];
+        let v = view_from_scrapes(&scrapes);
+        let host = |free, up, warned| HostView {
+            free_bytes: free,
+            up: Some(up),
+            warned,
+            reachable: None,
+        };
+        assert_eq!(
+            v.hosts,
+            [
+                ("a".to_string(), host(8 * GIB, true, false)),
+                ("a2".to_string(), host(8 * GIB, true, false)),
+                ("b".to_string(), host(3 * GIB, true, true)),
+                ("c".to_string(), host(0, false, false)),
+                ("d".to_string(), host(0, false, false)),
+            ]
+            .into()
+        );
+        let doms: Vec<(&str, &str, u64)> = v
+            .domains
+            .iter()
+            .map(|d| (d.name.as_str(), d.host.as_str(), d.memory_bytes))
+            .collect();
+        assert_eq!(
+            doms,
+            [("web", "a", 2 * GIB), ("db", "a", GIB), ("x", "b", GIB)]
+        );
+        // a's domains go to a2, the only eligible target (b is warned, c and d down)
+        let cfg = PlanConfig {
+            headroom_bytes: GIB,
+            only_targets: None,
+        };
+        assert_eq!(
+            targets(&plan("a", &v, &cfg)),
+            [("web", Ok("a2")), ("db", Ok("a2"))]
+        );
+        assert!(plan("a2", &v, &cfg).is_empty());
     }
 
     #[test]

@@ -572,3 +572,66 @@ impl Drop for Relay {
         }
     }
 }
+
+/// Measures how late a real-time thread of this process sees a UDP datagram
+/// sent to it at a known time (a wake-up from `recv`), every 5 ms, on
+/// loopback: the scheduling cost of one user-space receive on this machine
+/// right now, which a kernel-answered, kernel-timestamped `ping` never pays.
+pub struct WakeProbe {
+    stop: Arc<AtomicBool>,
+    lat: Arc<Mutex<Holds>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WakeProbe {
+    pub fn start() -> WakeProbe {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let to = rx.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let lat: Arc<Mutex<Holds>> = Arc::default();
+        let epoch = Instant::now();
+        let (s1, s2, l) = (stop.clone(), stop.clone(), lat.clone());
+        let recv = std::thread::spawn(move || {
+            this_thread_rt();
+            let mut b = [0u8; 8];
+            while !s1.load(Ordering::Relaxed) {
+                if let Ok((8, _)) = rx.recv_from(&mut b) {
+                    let late = epoch.elapsed().as_nanos() as u64 - u64::from_be_bytes(b);
+                    let mut l = l.lock().unwrap();
+                    l.count += 1;
+                    l.sum += late as f64 / 1e9;
+                }
+            }
+        });
+        let send = std::thread::spawn(move || {
+            this_thread_rt();
+            let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+            while !s2.load(Ordering::Relaxed) {
+                let now = epoch.elapsed().as_nanos() as u64;
+                let _ = tx.send_to(&now.to_be_bytes(), to);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        WakeProbe {
+            stop,
+            lat,
+            threads: vec![recv, send],
+        }
+    }
+
+    /// Latencies so far.
+    pub fn get(&self) -> Holds {
+        *self.lat.lock().unwrap()
+    }
+}
+
+impl Drop for WakeProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! Child processes for tests: the real `xentinel` binary on a free port,
 //! killed when the guard drops (even when the test panics).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,20 +11,26 @@ pub struct Running {
 }
 
 impl Drop for Running {
+    /// SIGTERM first, so a demo can stop the Prometheus and Alertmanager it
+    /// started; SIGKILL after 10 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::http::free_port;
 
 /// The xentinel binary under test.
 pub fn bin() -> &'static str {
