@@ -683,7 +683,8 @@ const DOMAIN_FAMILIES: [DomainFamily; 26] = [
     },
 ];
 
-fn render_host(w: &mut Writer, s: &Snapshot) {
+/// The host's families (also used by the test reference renderer).
+pub(crate) fn render_host(w: &mut Writer, s: &Snapshot) {
     if let Some(h) = &s.host {
         w.header(
             "xen_host_info",
@@ -811,7 +812,8 @@ fn render_host(w: &mut Writer, s: &Snapshot) {
     }
 }
 
-fn render_self(w: &mut Writer, s: &Snapshot) {
+/// xentinel's own families (also used by the test reference renderer).
+pub(crate) fn render_self(w: &mut Writer, s: &Snapshot) {
     w.header(
         "xentinel_build_info",
         "Build of xentinel; always 1.",

@@ -5,8 +5,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{Domain, DomainState, Histogram, Snapshot, WarningKind};
-use crate::render::BUILD;
+use crate::model::{Domain, DomainState, Snapshot};
 
 /// Appends `v` to `out` escaped as a label value (`\`, `"` and newline).
 pub fn escape_label(out: &mut String, v: &str) {
@@ -115,28 +114,6 @@ impl Writer<'_> {
         }
         o.push('\n');
     }
-
-    /// A family with a single unlabelled sample.
-    pub fn single(&mut self, name: &str, help: &str, typ: &str, v: Val) {
-        self.header(name, help, typ);
-        self.sample(name, "", "", v);
-    }
-
-    /// Writes a histogram's `_bucket`, `_sum` and `_count` samples (no header).
-    pub fn histogram(&mut self, name: &str, labels: &str, h: &Histogram) {
-        let bucket = format!("{name}_bucket");
-        let mut le = String::with_capacity(24);
-        for (b, c) in h.bounds.iter().zip(&h.counts) {
-            le.clear();
-            le.push_str("le=\"");
-            push_f64(&mut le, *b);
-            le.push('"');
-            self.sample(&bucket, labels, &le, Val::U(*c));
-        }
-        self.sample(&bucket, labels, "le=\"+Inf\"", Val::U(h.count));
-        self.sample(&format!("{name}_sum"), labels, "", Val::F(h.sum));
-        self.sample(&format!("{name}_count"), labels, "", Val::U(h.count));
-    }
 }
 
 /// Builds the escaped `name="…"` pair.
@@ -158,10 +135,13 @@ pub fn render(s: &Snapshot, out: &mut String) {
         .map(|d| format!("{},{}", label("domain", &d.name), label("uuid", &d.uuid)))
         .collect();
     render_domains(&mut w, &s.domains, &prefixes);
-    render_host(&mut w, s);
-    render_self(&mut w, s);
+    // The host and self families did not change with the rewrite: the live
+    // ones serve here too; only the per-domain families are the old code.
+    let mut live = crate::render::Writer { out: &mut *w.out };
+    crate::render::render_host(&mut live, s);
+    crate::render::render_self(&mut live, s);
     // Rendered since by the heartbeat module, after these families.
-    crate::heartbeat::render::render(&mut crate::render::Writer { out: &mut *w.out }, s);
+    crate::heartbeat::render::render(&mut live, s);
 }
 
 /// Writes one family over all domains; `f` emits the domain's samples.
@@ -455,194 +435,4 @@ fn render_guest(w: &mut Writer, doms: &[Domain], pre: &[String]) {
         "gauge",
         |d| g(d).age_seconds.map(Val::F),
     );
-}
-
-fn render_host(w: &mut Writer, s: &Snapshot) {
-    if let Some(h) = &s.host {
-        w.header(
-            "xen_host_info",
-            "Information about the hypervisor; always 1.",
-            "gauge",
-        );
-        let v = label("xen_version", h.xen_version.as_deref().unwrap_or("unknown"));
-        w.sample("xen_host_info", &v, "", Val::U(1));
-        w.single(
-            "xen_host_memory_total_bytes",
-            "Memory of the host, as the hypervisor sees it.",
-            "gauge",
-            Val::U(h.memory_total_bytes),
-        );
-        w.single(
-            "xen_host_memory_free_bytes",
-            "Memory not given to any domain.",
-            "gauge",
-            Val::U(h.memory_free_bytes),
-        );
-        w.single(
-            "xen_host_cpus",
-            "Physical CPUs of the host.",
-            "gauge",
-            Val::U(u64::from(h.cpus)),
-        );
-        w.single(
-            "xen_host_cpu_hz",
-            "CPU frequency of the host.",
-            "gauge",
-            Val::U(h.cpu_hz),
-        );
-    }
-    if s.host.is_some() || !s.domains.is_empty() {
-        w.single(
-            "xen_host_domains",
-            "Domains on the host, dom0 included.",
-            "gauge",
-            Val::U(s.domains.len() as u64),
-        );
-    }
-    if !s.migrations.is_empty() {
-        w.header(
-            "xen_domain_migration_duration_seconds",
-            "Live migrations this host saw in xenstore, by direction.",
-            "histogram",
-        );
-        for (dir, h) in &s.migrations {
-            w.histogram(
-                "xen_domain_migration_duration_seconds",
-                &label("direction", dir.as_str()),
-                h,
-            );
-        }
-    }
-    if let Some(d) = &s.dom0 {
-        for (i, n) in ["1", "5", "15"].iter().enumerate() {
-            w.single(
-                &format!("xentinel_dom0_load{n}"),
-                "dom0 load average.",
-                "gauge",
-                Val::F(d.load[i]),
-            );
-        }
-        w.single(
-            "xentinel_dom0_memory_available_bytes",
-            "MemAvailable of dom0.",
-            "gauge",
-            Val::U(d.memory_available_bytes),
-        );
-        w.single(
-            "xentinel_dom0_memory_total_bytes",
-            "MemTotal of dom0.",
-            "gauge",
-            Val::U(d.memory_total_bytes),
-        );
-        if !d.temperatures.is_empty() {
-            w.header(
-                "xentinel_dom0_temperature_celsius",
-                "Temperature sensors seen from dom0.",
-                "gauge",
-            );
-            for (sensor, t) in &d.temperatures {
-                w.sample(
-                    "xentinel_dom0_temperature_celsius",
-                    &label("sensor", sensor),
-                    "",
-                    Val::F(*t),
-                );
-            }
-        }
-    }
-    w.header(
-        "xentinel_host_warning",
-        "1 while a warning failure (a failure that announces itself) is raised on this host.",
-        "gauge",
-    );
-    for k in WarningKind::ALL {
-        let on = s.warnings.get(&k).copied().unwrap_or(false);
-        w.sample(
-            "xentinel_host_warning",
-            &label("kind", k.as_str()),
-            "",
-            Val::U(u64::from(on)),
-        );
-    }
-    if let Some((ce, ue)) = s.hardware_errors {
-        w.header(
-            "xentinel_host_hardware_errors_total",
-            "Memory errors counted by EDAC.",
-            "counter",
-        );
-        w.sample(
-            "xentinel_host_hardware_errors_total",
-            "type=\"corrected\"",
-            "",
-            Val::U(ce),
-        );
-        w.sample(
-            "xentinel_host_hardware_errors_total",
-            "type=\"uncorrected\"",
-            "",
-            Val::U(ue),
-        );
-    }
-}
-
-fn render_self(w: &mut Writer, s: &Snapshot) {
-    w.header(
-        "xentinel_build_info",
-        "Build of xentinel; always 1.",
-        "gauge",
-    );
-    let b = format!(
-        "{},{},{}",
-        label("version", BUILD.version),
-        label("revision", BUILD.revision),
-        label("rustversion", BUILD.rustversion)
-    );
-    w.sample("xentinel_build_info", &b, "", Val::U(1));
-    if !s.sources.is_empty() {
-        w.header(
-            "xentinel_source_up",
-            "1 when the source's last collection succeeded.",
-            "gauge",
-        );
-        for st in &s.sources {
-            w.sample(
-                "xentinel_source_up",
-                &label("source", st.name),
-                "",
-                Val::U(u64::from(st.up)),
-            );
-        }
-        w.header(
-            "xentinel_source_duration_seconds",
-            "Duration of the source's last collection.",
-            "gauge",
-        );
-        for st in &s.sources {
-            w.sample(
-                "xentinel_source_duration_seconds",
-                &label("source", st.name),
-                "",
-                Val::F(st.duration_seconds),
-            );
-        }
-    }
-    w.header(
-        "xentinel_guest_reports_rejected_total",
-        "Guest-agent values rejected as garbage, negative, oversized or implausible.",
-        "counter",
-    );
-    for reason in crate::guest::REASONS {
-        let n = s
-            .self_stats
-            .guest_rejections
-            .get(reason)
-            .copied()
-            .unwrap_or(0);
-        w.sample(
-            "xentinel_guest_reports_rejected_total",
-            &label("reason", reason),
-            "",
-            Val::U(n),
-        );
-    }
 }
