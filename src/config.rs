@@ -896,6 +896,13 @@ fn locate_key(text: &str, path: &str) -> (usize, usize) {
 mod tests {
     use super::*;
 
+    /// (line, column, field) of each error, for comparing locations.
+    fn located(errs: &[ConfigError]) -> Vec<(usize, usize, &str)> {
+        errs.iter()
+            .map(|e| (e.line, e.column, e.field.as_str()))
+            .collect()
+    }
+
     #[test]
     fn durations_parse_like_prometheus() {
         assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
@@ -927,10 +934,7 @@ warnings:
 bogus: 1
 ";
         let errs = load_str(text, "/etc/xentinel.yml").unwrap_err().0;
-        let got: Vec<_> = errs
-            .iter()
-            .map(|e| (e.line, e.column, e.field.as_str()))
-            .collect();
+        let got = located(&errs);
         assert_eq!(
             got,
             [
@@ -1055,10 +1059,7 @@ exporter:
   probe_timeout: 2 parsecs
 ";
         let errs = load_str(text, "c.yml").unwrap_err().0;
-        let got: Vec<_> = errs
-            .iter()
-            .map(|e| (e.line, e.column, e.field.as_str()))
-            .collect();
+        let got = located(&errs);
         assert_eq!(
             got,
             [

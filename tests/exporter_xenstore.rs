@@ -60,6 +60,27 @@ fn scrape(e: &Exporter) -> (String, Vec<Sample>) {
     (body, samples)
 }
 
+/// Scrapes until the incoming-migration count satisfies `done` (watches are
+/// asynchronous), for at most ~1 s; returns the last scrape either way.
+fn scrape_until(e: &Exporter, done: impl Fn(Option<f64>) -> bool) -> Vec<Sample> {
+    let count = |s: &[Sample]| {
+        value(
+            s,
+            "xen_domain_migration_duration_seconds_count",
+            &[("direction", "incoming")],
+        )
+    };
+    let mut s = scrape(e).1;
+    for _ in 0..50 {
+        if done(count(&s)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        s = scrape(e).1;
+    }
+    s
+}
+
 fn names(samples: &[Sample]) -> Vec<String> {
     let mut v: Vec<String> = samples
         .iter()
@@ -135,20 +156,7 @@ fn domains_appear_rename_and_vanish_without_stale_series() {
     xsd.release_domain(1);
     xsd.write("/local/domain/3/name", "web-renamed");
     // The rename is seen by a watch, asynchronously: wait for it to be timed.
-    let mut s = scrape(&e).1;
-    for _ in 0..50 {
-        if value(
-            &s,
-            "xen_domain_migration_duration_seconds_count",
-            &[("direction", "incoming")],
-        )
-        .is_some()
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        s = scrape(&e).1;
-    }
+    let s = scrape_until(&e, |c| c.is_some());
     assert_eq!(
         value(
             &s,
@@ -396,19 +404,7 @@ fn a_burst_of_watch_events_does_not_stall_the_source() {
         .unwrap();
         assert!(took < 0.5, "xenstore read took {took} s in round {round}");
     }
-    let mut s = scrape(&e).1;
-    for _ in 0..50 {
-        if value(
-            &s,
-            "xen_domain_migration_duration_seconds_count",
-            &[("direction", "incoming")],
-        ) == Some(20.0)
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        s = scrape(&e).1;
-    }
+    let s = scrape_until(&e, |c| c == Some(20.0));
     assert_eq!(
         value(
             &s,
