@@ -32,13 +32,22 @@ fn wait_ready(addr: &str) {
     });
 }
 
-#[test]
-fn sigkill_mid_step_then_restart_migrates_each_domain_once() {
-    let dir = temp_dir("restart");
+/// A stand-in for `xl` whose state is files: every domain starts on xen1.
+struct FakeXl {
+    /// One file per moved domain, holding the host it is on.
+    state: std::path::PathBuf,
+    /// One line per migration started, naming the domain.
+    log: std::path::PathBuf,
+    /// `migrate.sh DOMAIN SOURCE TARGET`: logs it, takes 1.5 s, then the domain is on TARGET.
+    migrate: std::path::PathBuf,
+    /// `locate.sh DOMAIN HOST`: exit 0 when DOMAIN is on HOST.
+    locate: std::path::PathBuf,
+}
+
+fn fake_xl(dir: &std::path::Path) -> FakeXl {
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
     let log = dir.join("migrated.log");
-    // migrate DOMAIN SOURCE TARGET: log it, take a while, then the domain is on TARGET.
     let migrate = script(
         &dir.join("migrate.sh"),
         &format!(
@@ -47,7 +56,6 @@ fn sigkill_mid_step_then_restart_migrates_each_domain_once() {
             state = state.display()
         ),
     );
-    // locate DOMAIN HOST: exit 0 when DOMAIN is on HOST (everything starts on xen1).
     let locate = script(
         &dir.join("locate.sh"),
         &format!(
@@ -55,6 +63,23 @@ fn sigkill_mid_step_then_restart_migrates_each_domain_once() {
             state = state.display()
         ),
     );
+    FakeXl {
+        state,
+        log,
+        migrate,
+        locate,
+    }
+}
+
+#[test]
+fn sigkill_mid_step_then_restart_migrates_each_domain_once() {
+    let dir = temp_dir("restart");
+    let FakeXl {
+        state,
+        log,
+        migrate,
+        locate,
+    } = fake_xl(&dir);
     let config = dir.join("xentinel.yml");
     std::fs::write(
         &config,
@@ -180,24 +205,12 @@ fn a_child_whose_pid_was_never_recorded_is_still_awaited() {
     use xentinel::migration::joblog::{Claim, JobLog, NewJob, NewStep};
 
     let dir = temp_dir("nopid");
-    let state = dir.join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let log = dir.join("migrated.log");
-    let migrate = script(
-        &dir.join("migrate.sh"),
-        &format!(
-            "echo \"$1\" >> {log}\nsleep 1.5\necho \"$3\" > {state}/$1",
-            log = log.display(),
-            state = state.display()
-        ),
-    );
-    let locate = script(
-        &dir.join("locate.sh"),
-        &format!(
-            "at=$(cat {state}/$1 2>/dev/null || echo xen1)\n[ \"$at\" = \"$2\" ]",
-            state = state.display()
-        ),
-    );
+    let FakeXl {
+        log,
+        migrate,
+        locate,
+        ..
+    } = fake_xl(&dir);
     let db = dir.join("jobs.sqlite");
     let steps_dir = dir.join("steps");
     // The previous run: job planned, d1's step claimed, its child spawned, then death.
