@@ -183,11 +183,11 @@ fn warning_failure_evacuates_the_host_and_without_the_webhook_its_domains_die() 
     support::scrape::promtool_check_metrics(""); // fail loudly now if promtool is missing
     let dir = support::webhook::temp_dir("e2e");
 
-    // --- With the webhook: the warning at 15 s moves xen3's domains before it dies at 60 s.
+    // --- With the webhook: the warning at 20 s moves xen3's domains before it dies at 60 s.
     let scenario = "\
-- at: 0s
+- at: 10s
   action: {warning: {host: xen2, kind: maintenance, on: true}}
-- at: 15s
+- at: 20s
   action: {warning: {host: xen3, kind: ups_on_battery, on: true}}
 - at: 60s
   action: {kill_host: xen3}
@@ -200,7 +200,9 @@ fn warning_failure_evacuates_the_host_and_without_the_webhook_its_domains_die() 
         || (first_value(&prom, "sum(up{job=\"xentinel\"})")? == "3").then_some(()),
     );
     let auth = format!("Bearer {}", demo.token.as_deref().unwrap());
-    // xen2's maintenance (raised at 0 s) evacuates it too; xen3's job is the one we follow.
+    // xen2's maintenance (raised at 10 s, once Prometheus has scraped every host: the
+    // planner places from what Prometheus has seen) evacuates it too; xen3's job is the one
+    // we follow.
     let get = |path: &str| -> Option<Value> {
         let (code, body) = request(&demo.webhook, "GET", path, &[("Authorization", &auth)], b"");
         (code == 200)
@@ -260,7 +262,7 @@ fn warning_failure_evacuates_the_host_and_without_the_webhook_its_domains_die() 
         .lock()
         .unwrap()
         .iter()
-        .find(|(_, l)| l.contains("scenario at 15s: warning ups_on_battery raised on xen3"))
+        .find(|(_, l)| l.contains("scenario at 20s: warning ups_on_battery raised on xen3"))
         .map(|(t, _)| *t)
         .expect("the demo logged the warning");
     let first_start = steps
