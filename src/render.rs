@@ -1062,6 +1062,37 @@ mod tests {
         });
         c.warn(WarningKind::UpsOnBattery, true);
         c.hardware_errors = Some((3, 4));
+        // The heartbeat mesh: a peer with a hostile name, one never answered.
+        let mut rtt = Histogram::new(&[25e-6, 1e-3, 0.5]);
+        rtt.observe(60e-6);
+        rtt.observe(2.0);
+        c.heartbeat = Some(HeartbeatStats {
+            peers: vec![
+                PeerStats {
+                    name: "h\"2\\\n".into(),
+                    rtt,
+                    sent: 10,
+                    received: 9,
+                    lost: 1,
+                    late: 0,
+                    up: true,
+                    longest_gap_seconds: 0.25,
+                },
+                PeerStats {
+                    name: "silent".into(),
+                    rtt: Histogram::new(&[25e-6, 1e-3, 0.5]),
+                    sent: 7,
+                    received: 0,
+                    lost: 7,
+                    late: 2,
+                    up: false,
+                    longest_gap_seconds: f64::INFINITY,
+                },
+            ],
+            rejected: [("bad_mac", 2), ("replay", 0), ("unknown_peer", 5)]
+                .into_iter()
+                .collect(),
+        });
         // Probes: one with durations, one never run, one on a meta-only domain.
         let mut ph = Histogram::new(&[0.005, 0.25, 1e-4]);
         ph.observe(0.1);
@@ -1157,6 +1188,129 @@ mod tests {
         ));
     }
 
+    /// `xentinel_build_info`'s labels depend on the build: the golden files
+    /// hold placeholders instead.
+    fn without_build(text: &str) -> String {
+        text.replace(
+            &format!(
+                "{},{},{}",
+                label("version", BUILD.version),
+                label("revision", BUILD.revision),
+                label("rustversion", BUILD.rustversion)
+            ),
+            "version=\"VERSION\",revision=\"REVISION\",rustversion=\"RUSTVERSION\"",
+        )
+    }
+
+    /// Compares a rendering with `tests/golden/<name>`; `XENTINEL_BLESS=1`
+    /// rewrites the file instead (after an intended change of the output).
+    fn assert_golden(name: &str, s: &Snapshot) {
+        let mut got = String::new();
+        render(s, &mut got);
+        let got = without_build(&got);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("XENTINEL_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &got).unwrap();
+            return;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {} ({e}): XENTINEL_BLESS=1 cargo test --lib golden writes it",
+                path.display()
+            )
+        });
+        if got != want {
+            let line = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or_else(|| got.lines().count().min(want.lines().count()));
+            let around = |t: &str| -> Vec<String> {
+                t.lines()
+                    .enumerate()
+                    .skip(line.saturating_sub(2))
+                    .take(5)
+                    .map(|(i, l)| format!("{:>6}: {l}", i + 1))
+                    .collect()
+            };
+            panic!(
+                "the rendering differs from {} from line {} on (XENTINEL_BLESS=1 rewrites it \
+                 after an intended change)\nwant:\n{}\ngot:\n{}",
+                path.display(),
+                line + 1,
+                around(&want).join("\n"),
+                around(&got).join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn golden_hostile_snapshot() {
+        let s = hostile_snapshot();
+        assert_golden("hostile.prom", &s);
+        let mut out = String::new();
+        render(&s, &mut out);
+        // The snapshot does reach every kind of family: domain, host, self, heartbeat.
+        for fam in [
+            "xen_domain_block_oo_requests_total{",
+            "xen_domain_guest_report_age_seconds{",
+            "xen_domain_migration_duration_seconds_bucket{",
+            "xen_host_memory_free_bytes ",
+            "xentinel_dom0_temperature_celsius{",
+            "xentinel_host_hardware_errors_total{",
+            "xentinel_build_info{",
+            "xentinel_source_up{",
+            "xentinel_guest_reports_rejected_total{",
+            "xentinel_heartbeat_rtt_seconds_bucket{",
+            "xentinel_heartbeat_longest_gap_seconds{",
+            "xentinel_heartbeat_rejected_total{",
+            "xen_domain_probe_duration_seconds_bucket{",
+            "xen_domain_probe_success{",
+        ] {
+            assert!(out.contains(fam), "{fam}");
+        }
+        assert_golden(
+            "empty.prom",
+            &Snapshot::merge(Collection::default(), vec![], SelfStats::default()),
+        );
+    }
+
+    /// The golden files are valid exposition text by Prometheus' own checker.
+    #[test]
+    fn golden_files_pass_promtool() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        for name in ["hostile.prom", "empty.prom", "sim-host.prom"] {
+            let path = dir.join(name);
+            let text = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            use std::io::Write;
+            use std::process::{Command, Stdio};
+            let mut child = Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run promtool ({e}): apt-get install prometheus")
+                });
+            child.stdin.take().unwrap().write_all(&text).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let findings = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.status.success() && findings.trim().is_empty(),
+                "promtool check metrics {name}: {findings}"
+            );
+        }
+    }
+
     #[test]
     fn rendering_in_chunks_gives_the_same_bytes() {
         let s = hostile_snapshot();
@@ -1196,5 +1350,6 @@ mod tests {
         let s = Snapshot::merge(c, vec![], SelfStats::default());
         assert_eq!(s.domains.len(), 41);
         assert_same_as_reference(&s);
+        assert_golden("sim-host.prom", &s);
     }
 }
