@@ -516,6 +516,12 @@ pub struct ExporterEntry {
     pub url: V<String>,
 }
 
+/// Default migrate argv (`webhook.executor.command`).
+pub const DEFAULT_MIGRATE_COMMAND: [&str; 4] = ["xl", "migrate", "{domain}", "{target}"];
+/// Default locate argv (`webhook.executor.locate_command`): exit 0 = the
+/// domain is on this (the source) host.
+pub const DEFAULT_LOCATE_COMMAND: [&str; 3] = ["xl", "domid", "{domain}"];
+
 /// `webhook.executor:` — the command that migrates a domain.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -531,12 +537,8 @@ pub struct ExecutorConfig {
 impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
-            command: V(crate::migration::executor::DEFAULT_COMMAND
-                .map(String::from)
-                .to_vec()),
-            locate_command: V(crate::migration::executor::DEFAULT_LOCATE
-                .map(String::from)
-                .to_vec()),
+            command: V(DEFAULT_MIGRATE_COMMAND.map(String::from).to_vec()),
+            locate_command: V(DEFAULT_LOCATE_COMMAND.map(String::from).to_vec()),
             timeout: V(Dur(Duration::from_secs(600))),
         }
     }

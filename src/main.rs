@@ -1,7 +1,7 @@
 //! The `xentinel` binary: parses the command line and runs one role.
 
 use clap::Parser;
-use xentinel::cli::{Cli, Command};
+use xentinel::cli::Cli;
 
 fn main() {
     let cli = Cli::parse();
@@ -18,15 +18,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let res = rt.block_on(async {
-        match cli.command {
-            Command::Exporter(a) => xentinel::exporter::run(a).await,
-            Command::GuestAgent(a) => xentinel::guest_agent::run(a.interval, a.probe, a.once).await,
-            Command::Demo(a) => xentinel::demo::run(a).await,
-            Command::Webhook(a) => xentinel::migration::run_webhook(a).await,
-            Command::Evacuate(a) => xentinel::migration::evacuate::run(a).await,
-        }
-    });
+    let res = rt.block_on(cli.command.run());
     if let Err(e) = res {
         eprintln!("xentinel: {e:#}");
         std::process::exit(1);

@@ -12,13 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::demo::SharedCluster;
-use crate::sim::{MigrationId, MigrationState};
-
-/// Default migrate argv.
-pub const DEFAULT_COMMAND: [&str; 4] = ["xl", "migrate", "{domain}", "{target}"];
-/// Default locate argv: exit 0 = the domain is on this (the source) host.
-pub const DEFAULT_LOCATE: [&str; 3] = ["xl", "domid", "{domain}"];
+use crate::sim::{MigrationId, MigrationState, SharedCluster};
 /// Bytes of stderr kept in the job log.
 pub const STDERR_TAIL: usize = 4096;
 

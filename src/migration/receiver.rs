@@ -17,7 +17,7 @@ use serde_json::json;
 use super::alert::{self, Intent};
 use super::executor;
 use super::joblog::NewJob;
-use super::planner::Inventory;
+use super::planner::{Inventory, InventoryError};
 use super::runner::Engine;
 
 /// Default largest accepted body.
@@ -34,7 +34,7 @@ pub enum KnownHosts {
 
 impl KnownHosts {
     /// The known host names; an error means "cannot tell now".
-    pub async fn list(&self) -> Result<Vec<String>, String> {
+    pub async fn list(&self) -> Result<Vec<String>, InventoryError> {
         match self {
             KnownHosts::Static(v) => Ok(v.clone()),
             KnownHosts::Inventory(i) => i.known_hosts().await,

@@ -16,6 +16,18 @@ use super::joblog::{Claim, JobLog, NewStep, Step, StepEnd};
 use super::metrics::Metrics;
 use super::planner::{self, Inventory, PlanConfig};
 
+/// The job log failed (SQLite).
+#[derive(Debug, thiserror::Error)]
+#[error("job log: {0}")]
+pub struct DbError(#[source] pub rusqlite::Error);
+
+/// A job log failure ends a job with its message as the reason.
+impl From<DbError> for String {
+    fn from(e: DbError) -> String {
+        e.to_string()
+    }
+}
+
 /// Runner settings (from the `webhook:` configuration section).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -146,9 +158,9 @@ impl Engine {
     }
 
     /// Runs `f` on the job log (short, synchronous transactions).
-    pub fn db<R>(&self, f: impl FnOnce(&mut JobLog) -> rusqlite::Result<R>) -> Result<R, String> {
+    pub fn db<R>(&self, f: impl FnOnce(&mut JobLog) -> rusqlite::Result<R>) -> Result<R, DbError> {
         let mut l = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut l).map_err(|e| format!("job log: {e}"))
+        f(&mut l).map_err(DbError)
     }
 
     fn emit(&self, e: Event) {
@@ -158,7 +170,7 @@ impl Engine {
     }
 
     /// Starts every unfinished job of a previous run in the background.
-    pub fn recover(self: &Arc<Self>) -> Result<usize, String> {
+    pub fn recover(self: &Arc<Self>) -> Result<usize, DbError> {
         let jobs = self.db(|l| l.unfinished_jobs())?;
         for j in &jobs {
             log::info!(
@@ -291,7 +303,7 @@ impl Engine {
                     format!("no host other than {host} is visible in {} yet", v.source)
                 }
                 Ok(v) => format!("host {host} is not visible in {}", v.source),
-                Err(e) => e,
+                Err(e) => e.to_string(),
             };
             log::warn!("job {id}: waiting: {why}; retrying in {backoff:?}");
             self.db(|l| l.set_job_state(id, "waiting", &why))?;
@@ -387,7 +399,7 @@ impl Engine {
                 let why = format!("domain is being migrated by job {job}");
                 return self.end_step(s, end("cancelled", why));
             }
-            Err(e) => return self.end_step(s, end("failed", e)),
+            Err(e) => return self.end_step(s, end("failed", e.to_string())),
         }
         match self.executor.is_on(&s.domain, &s.source).await {
             Ok(true) => {}
@@ -395,7 +407,7 @@ impl Engine {
                 let why = format!("no longer on {}: nothing to do", s.source);
                 return self.end_step(s, end("cancelled", why));
             }
-            Err(e) => return self.end_step(s, end("failed", e)),
+            Err(e) => return self.end_step(s, end("failed", e.to_string())),
         }
         let spec = StepSpec {
             id: s.id,
@@ -406,7 +418,7 @@ impl Engine {
         };
         let started = match self.executor.start(&spec).await {
             Ok(st) => st,
-            Err(e) => return self.end_step(s, end("failed", e)),
+            Err(e) => return self.end_step(s, end("failed", e.to_string())),
         };
         match self.db(|l| l.mark_running(s.id, started.pid())) {
             Ok(Some(first)) => self

@@ -12,7 +12,7 @@ use sysinfo::{Components, MemoryRefreshKind, RefreshKind, System};
 
 use super::{BoxFuture, Source, SourceError};
 use crate::config::WarningsConfig;
-use crate::model::{Collection, Dom0Health, WarningKind};
+use crate::snapshot::{Collection, Dom0Health, WarningKind};
 
 /// Reads dom0 health and the warning signals.
 pub struct HostSource {

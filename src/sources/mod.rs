@@ -9,7 +9,7 @@ pub mod xen;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::model::{Collection, Snapshot};
+use crate::snapshot::{Collection, Snapshot};
 
 /// A boxed future, as returned by [`Source::collect`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -47,5 +47,8 @@ pub trait Source: Send + Sync {
     fn observe(&self, _snapshot: &Snapshot) {}
 }
 
+pub mod heartbeat;
 pub mod host;
+pub mod probe;
+pub mod sim;
 pub mod xenstore;

@@ -14,7 +14,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::model::Collection;
+use crate::snapshot::Collection;
 use crate::sources::{BoxFuture, Source, SourceError};
 
 use ffi::{LoadError, NodeError, Xenstat};

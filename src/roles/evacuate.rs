@@ -6,20 +6,38 @@ use std::io::{IsTerminal, Write};
 
 use tokio::sync::mpsc;
 
-use crate::cli::EvacuateArgs;
+use clap::Args;
 
-use super::alert::format_rfc3339;
-use super::executor::safe_name;
-use super::joblog::{NewJob, now};
-use super::runner::Event;
+use crate::migration;
+use crate::migration::alert::format_rfc3339;
+use crate::migration::executor::safe_name;
+use crate::migration::joblog::{NewJob, now};
+use crate::migration::runner::Event;
+
+use super::webhook::MigrationArgs;
+
+/// Flags of `xentinel evacuate`.
+#[derive(Debug, Args)]
+pub struct EvacuateArgs {
+    /// The host to empty.
+    #[arg(long = "host")]
+    pub host: String,
+
+    /// Only these targets (repeat the flag); warned, down and unreachable hosts are never used.
+    #[arg(long = "to")]
+    pub to: Vec<String>,
+
+    #[command(flatten)]
+    pub migration: MigrationArgs,
+}
 
 /// Runs the evacuation; an error when it did not end `done` (or `planned` for a dry run).
 pub async fn run(a: EvacuateArgs) -> anyhow::Result<()> {
     let cfg = crate::config::load(a.migration.config_file.as_deref())?.webhook;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let engine = super::engine(&a.migration, &cfg, None, Some(tx))?;
+    let engine = migration::engine(&a.migration.options(), &cfg, Some(tx))?;
     anyhow::ensure!(safe_name(&a.host), "refusing the host name {:?}", a.host);
-    match super::known_hosts(&cfg, &engine.inventory).list().await {
+    match migration::known_hosts(&cfg, &engine.inventory).list().await {
         Ok(known) => {
             for h in std::iter::once(&a.host).chain(&a.to) {
                 anyhow::ensure!(

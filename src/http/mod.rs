@@ -2,6 +2,8 @@
 //! page at `/` and `/-/healthy`. This layer only renders; it never collects
 //! anything itself beyond asking the collector for a snapshot.
 
+pub mod webconfig;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,8 +20,8 @@ use axum::routing::get;
 use futures::StreamExt;
 
 use crate::collector::Collector;
-use crate::render;
-use crate::webconfig::WebSecurity;
+use crate::exposition;
+use webconfig::WebSecurity;
 
 struct App {
     collector: Arc<Collector>,
@@ -51,7 +53,7 @@ const CHUNK: usize = 64 * 1024;
 /// and concurrent scrapes interleave on the runtime's workers piece by piece.
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let snap = app.collector.snapshot().await;
-    let mut r = render::Rendering::new(&snap);
+    let mut r = exposition::Rendering::new(&snap);
     let mut first = String::with_capacity(CHUNK + CHUNK / 8);
     let body = if r.fill(&snap, &mut first, CHUNK) {
         Body::from(first)
@@ -64,7 +66,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         });
         Body::from_stream(futures::stream::once(async { Ok(first) }).chain(rest))
     };
-    ([(header::CONTENT_TYPE, render::CONTENT_TYPE)], body).into_response()
+    ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], body).into_response()
 }
 
 async fn landing(State(app): State<Arc<App>>) -> Html<String> {
@@ -74,7 +76,7 @@ async fn landing(State(app): State<Arc<App>>) -> Html<String> {
         "<!DOCTYPE html>\n<html><head><title>{title}</title></head><body>\n<h1>{title}</h1>\n\
          <p>Prometheus exporter for Xen hosts, version {}.</p>\n\
          <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li></ul>\n</body></html>\n",
-        render::BUILD.version
+        exposition::BUILD.version
     ))
 }
 

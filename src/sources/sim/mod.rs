@@ -3,14 +3,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crate::model::{
+use crate::snapshot::{
     Collection, Dom0Health, DomainMeta, DomainState, DomainStats, GuestReport, Histogram,
     HostStats, NetIf, ProbeStats, Vbd, Vcpu, WarningKind,
 };
 use crate::sources::{BoxFuture, Source, SourceError};
 
-use super::Cluster;
-use super::formulas;
+use crate::sim::{Cluster, SimHost, formulas};
+
+#[cfg(test)]
+mod tests;
 
 /// The UUID Xen gives dom0.
 pub const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
@@ -58,7 +60,7 @@ impl SimSource {
         for d in here {
             // Look up before inserting: `entry` would clone the uuid every time.
             if !probes.contains_key(&d.uuid) {
-                let h = Histogram::new(&crate::heartbeat::probe::DURATION_BUCKETS);
+                let h = Histogram::new(&super::probe::DURATION_BUCKETS);
                 probes.insert(d.uuid.clone(), h);
             }
             let h = probes.get_mut(&d.uuid).expect("just inserted");
@@ -90,7 +92,7 @@ impl Source for SimSource {
 /// the host (dom0's included), the CPU package temperature rises linearly from
 /// 35 °C idle to 80 °C with every physical CPU busy, and dom0's memory is its
 /// allocation with a fixed 25 % in use.
-fn dom0_health(c: &Cluster, host: &str, h: &super::SimHost) -> Dom0Health {
+fn dom0_health(c: &Cluster, host: &str, h: &SimHost) -> Dom0Health {
     let running: u32 = c
         .domains_on(host)
         .filter(|d| d.state == DomainState::Running)

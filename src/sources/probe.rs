@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config::{ProbeConfig, ProbeTarget};
-use crate::model::{Collection, DomId, Histogram, ProbeStats, Snapshot};
+use crate::snapshot::{Collection, DomId, Histogram, ProbeStats, Snapshot};
 use crate::sources::{BoxFuture, Source, SourceError};
 
 /// Probe duration buckets (seconds).
@@ -251,7 +251,7 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Collection, DomainMeta, SelfStats};
+    use crate::snapshot::{Collection, DomainMeta, SelfStats};
 
     async fn http_server(status: &'static str) -> String {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

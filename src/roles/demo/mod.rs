@@ -1,83 +1,116 @@
 //! `xentinel demo`: the modelled cluster in real time, one exporter endpoint
 //! per simulated host, each served by the same collector and renderer as a
-//! real Xen host. Also the runner behind `xentinel exporter --source sim`.
+//! real Xen host, and (with the stack) real Prometheus and Alertmanager and
+//! the migration webhook on the modelled cluster.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod narrator;
+pub mod stack;
+pub mod webhook;
 
-use crate::cli::{DemoArgs, StackMode};
+use clap::Args;
+
 use crate::collector::Collector;
 use crate::guest::Rejections;
-use crate::heartbeat::{Heartbeat, HeartbeatSource, MeshConfig, PeerSpec};
-use crate::sim::{Cluster, ClusterSpec, Scenario, SimSource};
+use crate::roles::webhook::DEFAULT_WEBHOOK_PORT;
+use crate::sim::{Cluster, ClusterSpec, Scenario, SharedCluster, spawn_stepper};
 use crate::sources::Source;
+use crate::sources::heartbeat::{Heartbeat, HeartbeatSource, MeshConfig, PeerSpec};
+use crate::sources::sim::SimSource;
 use crate::{http, signals};
 
-/// A cluster shared by every simulated host's source and stepped in the background.
-pub type SharedCluster = Arc<Mutex<Cluster>>;
+/// First port of the demo's exporters; host i listens on this + i.
+pub const DEFAULT_DEMO_BASE_PORT: u16 = 10031;
 
-/// Steps `cluster` every `tick` of real time by `tick × speed` of simulated
-/// time and applies the scenario's due events, logging each.
-pub fn spawn_stepper(cluster: SharedCluster, mut scenario: Scenario, tick: Duration, speed: f64) {
-    tokio::spawn(async move {
-        let mut iv = tokio::time::interval(tick);
-        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            iv.tick().await;
-            let mut c = cluster.lock().unwrap_or_else(|e| e.into_inner());
-            c.step(tick.mul_f64(speed));
-            let now = c.now();
-            for a in scenario.apply_due(&mut c, now) {
-                match &a.result {
-                    Ok(()) => log::info!("scenario at {:?}: {}", a.at, a.action),
-                    Err(e) => log::warn!("scenario at {:?}: {} failed: {e}", a.at, a.action),
-                }
-            }
-        }
-    });
+/// Whether the demo runs Prometheus and Alertmanager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StackMode {
+    /// When `prometheus` and `alertmanager` are on PATH.
+    Auto,
+    /// Always; fail when they are missing.
+    On,
+    /// Never: the exporters (and `--webhook`, if asked) alone.
+    Off,
 }
 
-/// The sources of one simulated host (`exporter --source sim`): the default
-/// demo cluster, stepped in real time, seen from `host`.
-pub fn standalone_sources(host: &str, seed: u64) -> anyhow::Result<Vec<Box<dyn Source>>> {
-    let cluster = Cluster::default_demo(seed);
-    if cluster.host(host).is_none() {
-        let names: Vec<_> = cluster
-            .hosts()
-            .iter()
-            .map(|h| h.spec.name.clone())
-            .collect();
-        anyhow::bail!(
-            "no simulated host {host:?}; the demo cluster has {}",
-            names.join(", ")
-        );
-    }
-    let shared = Arc::new(Mutex::new(cluster));
-    spawn_stepper(
-        shared.clone(),
-        Scenario::default(),
-        Duration::from_millis(100),
-        1.0,
-    );
-    Ok(vec![Box::new(SimSource::new(shared, host))])
-}
+/// Flags of `xentinel demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seed of the model's random draws: the same seed replays the same run.
+    #[arg(long = "seed", default_value_t = 1)]
+    pub seed: u64,
 
-/// The sources of a synthetic simulated host running `n` domains
-/// (`exporter --source sim --sim.domains N`, see [`ClusterSpec::one_host`]),
-/// stepped in real time like the demo, without a scenario.
-pub fn synthetic_sources(host: &str, n: usize, seed: u64) -> anyhow::Result<Vec<Box<dyn Source>>> {
-    let cluster = Cluster::new(ClusterSpec::one_host(host, n), seed)
-        .map_err(|e| anyhow::anyhow!("--sim.domains {n}: {e}"))?;
-    let shared = Arc::new(Mutex::new(cluster));
-    spawn_stepper(
-        shared.clone(),
-        Scenario::default(),
-        Duration::from_millis(100),
-        1.0,
-    );
-    Ok(vec![Box::new(SimSource::new(shared, host))])
+    /// Cluster description (YAML, see docs/simulator.md); default: 4 hosts, 10 domains.
+    #[arg(long = "cluster")]
+    pub cluster: Option<PathBuf>,
+
+    /// Scenario file (YAML): timed workload changes, warnings, host deaths.
+    #[arg(long = "scenario", conflicts_with = "no_scenario")]
+    pub scenario: Option<PathBuf>,
+
+    /// Run no scenario at all (the built-in one raises a UPS warning on xen3 at 45 s).
+    #[arg(long = "no-scenario")]
+    pub no_scenario: bool,
+
+    /// Address the simulated hosts' exporters listen on.
+    #[arg(long = "listen-host", default_value = "127.0.0.1")]
+    pub listen_host: String,
+
+    /// Port of the first host's exporter; the others follow.
+    #[arg(long = "base-port", default_value_t = DEFAULT_DEMO_BASE_PORT)]
+    pub base_port: u16,
+
+    /// Simulated seconds per real second.
+    #[arg(long = "speed", default_value_t = 1.0)]
+    pub speed: f64,
+
+    /// Also run the migration webhook in this process, on the modelled cluster (sim executor).
+    #[arg(long = "webhook")]
+    pub webhook: bool,
+
+    /// Never run the webhook, even with the stack: alerts fire and nothing acts
+    /// (the paper's "no reaction" case).
+    #[arg(long = "no-webhook", conflicts_with = "webhook")]
+    pub no_webhook: bool,
+
+    /// Run real Prometheus and Alertmanager beside the cluster (with the shipped rules and
+    /// routing, fast intervals) and the webhook: `auto` does it when both are on PATH.
+    #[arg(long = "stack", value_enum, default_value = "auto")]
+    pub stack: StackMode,
+
+    /// With the stack: Prometheus' listen address.
+    #[arg(long = "stack.prometheus-address", default_value = "127.0.0.1:10090")]
+    pub prometheus_address: String,
+
+    /// With the stack: Alertmanager's listen address.
+    #[arg(long = "stack.alertmanager-address", default_value = "127.0.0.1:10093")]
+    pub alertmanager_address: String,
+
+    /// With the stack: scrape and rule-evaluation interval.
+    #[arg(long = "stack.interval", default_value = "1s", value_parser = crate::config::parse_duration)]
+    pub stack_interval: std::time::Duration,
+
+    /// With `--webhook`: its listen address.
+    #[arg(long = "webhook.listen-address", default_value_t = format!("127.0.0.1:{DEFAULT_WEBHOOK_PORT}"))]
+    pub webhook_listen_address: String,
+
+    /// With `--webhook`: the bearer token file; default: a new random token in a temp dir (printed).
+    #[arg(long = "webhook.token-file")]
+    pub webhook_token_file: Option<PathBuf>,
+
+    /// With `--webhook`: plan from this Prometheus (default: the demo's own stack's, else the model).
+    #[arg(long = "webhook.prometheus-url")]
+    pub webhook_prometheus_url: Option<String>,
+
+    /// With `--webhook`: accept requests without a token.
+    #[arg(
+        long = "webhook.insecure-no-auth",
+        conflicts_with = "webhook_token_file"
+    )]
+    pub webhook_insecure_no_auth: bool,
 }
 
 /// Heartbeat interval between the simulated hosts.
@@ -180,7 +213,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.speed,
     );
 
-    let sec = crate::webconfig::WebSecurity::default();
+    let sec = crate::http::webconfig::WebSecurity::default();
     let mut servers = Vec::new();
     let mut targets = Vec::new();
     let (meshes, _peer_senders) = start_meshes(&hosts, shared.clone())?;
@@ -230,8 +263,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let stack_bins = match args.stack {
         StackMode::Off => None,
-        StackMode::Auto => crate::stack::binaries(),
-        StackMode::On => Some(crate::stack::binaries().ok_or_else(|| {
+        StackMode::Auto => crate::roles::demo::stack::binaries(),
+        StackMode::On => Some(crate::roles::demo::stack::binaries().ok_or_else(|| {
             anyhow::anyhow!(
                 "--stack on: prometheus and alertmanager are not on PATH \
                  (Debian: apt-get install prometheus prometheus-alertmanager)"
@@ -243,7 +276,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map(|_| format!("http://{}", args.prometheus_address));
     let webhook = if !args.no_webhook && (args.webhook || stack_bins.is_some()) {
         let planner = args.webhook_prometheus_url.clone().or(prom_url.clone());
-        Some(crate::migration::spawn_for_demo(shared.clone(), &args, planner).await?)
+        Some(webhook::spawn(shared.clone(), &args, planner).await?)
     } else {
         None
     };
@@ -251,7 +284,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut _stack = None;
     if stack_bins.is_some() {
         let dir = std::env::temp_dir().join(format!("xentinel-demo-{}/stack", std::process::id()));
-        let spec = crate::stack::StackSpec {
+        let spec = crate::roles::demo::stack::StackSpec {
             exporters: targets.clone(),
             webhook: webhook.as_ref().map(|w| w.addr.clone()),
             token_file: webhook.as_ref().and_then(|w| w.token_file.clone()),
@@ -259,7 +292,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             alertmanager_addr: args.alertmanager_address.clone(),
             interval: args.stack_interval,
         };
-        let st = crate::stack::start(&spec, &dir).await?;
+        let st = crate::roles::demo::stack::start(&spec, &dir).await?;
         println!(
             "prometheus:   {}  (alerts: {}/alerts)",
             st.prometheus_url, st.prometheus_url

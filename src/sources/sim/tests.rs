@@ -4,11 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::model::{Collection, Direction, WarningKind};
+use crate::snapshot::{Collection, Direction, WarningKind};
 use crate::sources::Source;
 
-use super::formulas::plan_precopy;
-use super::*;
+use super::SimSource;
+use crate::sim::formulas::plan_precopy;
+use crate::sim::*;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -188,7 +189,7 @@ fn non_convergent_migration_finishes_with_a_long_pause() {
     for _ in 0..400 {
         c.step(Duration::from_secs(1));
         if let Some(d) = c.domain("batch1") {
-            saw_paused |= d.state == crate::model::DomainState::Paused;
+            saw_paused |= d.state == crate::snapshot::DomainState::Paused;
         }
     }
     let st = c.migration(id).unwrap().state;

@@ -5,14 +5,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{Direction, DomId, DomainState, Histogram, WarningKind};
+use crate::snapshot::{Direction, DomId, DomainState, Histogram, WarningKind};
 
-use super::formulas::{self, PAGE_SIZE};
-use super::migration::{
+use crate::sim::formulas;
+use crate::sim::migration::{
     DOWNTIME_BUCKETS, DURATION_BUCKETS, Migration, MigrationId, MigrationState, Phase,
 };
-use super::spec::{ClusterSpec, DiskSpec, HostSpec, NicSpec, SimParams, Workload};
-use super::{SimError, SplitMix64, derive_uuid};
+use crate::sim::params::{PAGE_SIZE, Workload};
+use crate::sim::spec::{ClusterSpec, DiskSpec, DomainSpec, HostSpec, NicSpec, SimParams};
+use crate::sim::{SimError, SplitMix64, derive_uuid};
+
+mod migrate;
 
 /// Longest interval integrated in one piece; [`Cluster::step`] splits longer ones.
 pub const MAX_TICK: Duration = Duration::from_secs(1);
@@ -76,7 +79,7 @@ pub struct SimHost {
     pub downtimes: BTreeMap<Direction, Histogram>,
     /// Memory held for incoming migrations.
     pub incoming_bytes: u64,
-    pub(super) next_domid: DomId,
+    pub(in crate::sim) next_domid: DomId,
 }
 
 /// A domain that died with its host.
@@ -93,18 +96,18 @@ pub struct LostDomain {
 /// [`Cluster::step`] calls give the same state.
 #[derive(Debug, Clone)]
 pub struct Cluster {
-    pub(super) seed: u64,
-    pub(super) rng: SplitMix64,
-    pub(super) now: Duration,
-    pub(super) params: SimParams,
-    pub(super) hosts: Vec<SimHost>,
-    pub(super) domains: Vec<SimDomain>,
-    pub(super) migrations: Vec<Migration>,
-    pub(super) lost: Vec<LostDomain>,
+    pub(in crate::sim) seed: u64,
+    pub(in crate::sim) rng: SplitMix64,
+    pub(in crate::sim) now: Duration,
+    pub(in crate::sim) params: SimParams,
+    pub(in crate::sim) hosts: Vec<SimHost>,
+    pub(in crate::sim) domains: Vec<SimDomain>,
+    pub(in crate::sim) migrations: Vec<Migration>,
+    pub(in crate::sim) lost: Vec<LostDomain>,
 }
 
 impl SimDomain {
-    fn new(spec: &super::spec::DomainSpec, seed: u64, domid: DomId) -> Self {
+    fn new(spec: &DomainSpec, seed: u64, domid: DomId) -> Self {
         let ws = spec.workload.working_set_bytes;
         SimDomain {
             name: spec.name.clone(),
@@ -353,14 +356,14 @@ impl Cluster {
         }
     }
 
-    pub(super) fn host_mut(&mut self, name: &str) -> Result<&mut SimHost, SimError> {
+    pub(in crate::sim) fn host_mut(&mut self, name: &str) -> Result<&mut SimHost, SimError> {
         self.hosts
             .iter_mut()
             .find(|h| h.spec.name == name)
             .ok_or_else(|| SimError::UnknownHost(name.into()))
     }
 
-    pub(super) fn domain_mut(&mut self, name: &str) -> Option<&mut SimDomain> {
+    pub(in crate::sim) fn domain_mut(&mut self, name: &str) -> Option<&mut SimDomain> {
         self.domains.iter_mut().find(|d| d.name == name)
     }
 

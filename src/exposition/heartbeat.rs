@@ -1,23 +1,15 @@
-//! Renders the heartbeat and probe families (see docs/metrics.md); called
-//! from [`crate::render::render`].
+//! The heartbeat mesh's families (see docs/metrics.md), per peer, written
+//! after xentinel's own families.
 
-use crate::model::Snapshot;
-use crate::render::{Val, Writer, label};
+use super::names::*;
+use super::writer::{Val, Writer, label};
+use crate::snapshot::Snapshot;
 
-/// Writes the heartbeat families (when the mesh runs) and the probe families
-/// (for the snapshot's domains that have a probe result).
-pub fn render(w: &mut Writer, s: &Snapshot) {
-    render_mesh(w, s);
-    render_probes(w, s);
-}
-
-/// Writes the heartbeat families, when the mesh runs. The exporter's
-/// renderer writes the probe families itself, one domain at a time (see
-/// `render::Rendering`), with the same bytes as [`render`].
+/// Writes the heartbeat families, when the mesh runs.
 pub fn render_mesh(w: &mut Writer, s: &Snapshot) {
     if let Some(hb) = &s.heartbeat {
         let peers: Vec<String> = hb.peers.iter().map(|p| label("peer", &p.name)).collect();
-        let rtt = "xentinel_heartbeat_rtt_seconds";
+        let rtt = HEARTBEAT_RTT_SECONDS;
         if !hb.peers.is_empty() {
             w.header(
                 rtt,
@@ -28,40 +20,37 @@ pub fn render_mesh(w: &mut Writer, s: &Snapshot) {
                 w.histogram(rtt, l, &p.rtt);
             }
         }
-        type Field = fn(&crate::model::PeerStats) -> Val;
+        type Field = fn(&crate::snapshot::PeerStats) -> Val;
         let families: [(&str, &str, &str, Field); 6] = [
+            (HEARTBEAT_SENT, "Pings sent to the peer.", "counter", |p| {
+                Val::U(p.sent)
+            }),
             (
-                "xentinel_heartbeat_sent_total",
-                "Pings sent to the peer.",
-                "counter",
-                |p| Val::U(p.sent),
-            ),
-            (
-                "xentinel_heartbeat_received_total",
+                HEARTBEAT_RECEIVED,
                 "Pongs received from the peer within the loss timeout.",
                 "counter",
                 |p| Val::U(p.received),
             ),
             (
-                "xentinel_heartbeat_lost_total",
+                HEARTBEAT_LOST,
                 "Pings without a pong within the loss timeout, max(1s, 10 intervals); late ones included.",
                 "counter",
                 |p| Val::U(p.lost),
             ),
             (
-                "xentinel_heartbeat_late_total",
+                HEARTBEAT_LATE,
                 "Pongs received after the loss timeout (not in received, not in the RTT).",
                 "counter",
                 |p| Val::U(p.late),
             ),
             (
-                "xentinel_heartbeat_peer_up",
+                HEARTBEAT_PEER_UP,
                 "1 while the peer answered within the last down_after intervals.",
                 "gauge",
                 |p| Val::U(u64::from(p.up)),
             ),
             (
-                "xentinel_heartbeat_longest_gap_seconds",
+                HEARTBEAT_LONGEST_GAP_SECONDS,
                 "Longest time between two answers of the peer over the gap window, the ongoing gap included.",
                 "gauge",
                 |p| Val::F(p.longest_gap_seconds),
@@ -76,7 +65,7 @@ pub fn render_mesh(w: &mut Writer, s: &Snapshot) {
                 w.sample(name, l, "", get(p));
             }
         }
-        let rej = "xentinel_heartbeat_rejected_total";
+        let rej = HEARTBEAT_REJECTED;
         w.header(
             rej,
             "Heartbeat datagrams dropped: bad or missing MAC, bad size or header, replayed or unsolicited, unknown sender.",
@@ -88,51 +77,14 @@ pub fn render_mesh(w: &mut Writer, s: &Snapshot) {
     }
 }
 
-fn render_probes(w: &mut Writer, s: &Snapshot) {
-    let probed: Vec<(String, &crate::model::ProbeStats)> = s
-        .domains
-        .iter()
-        .filter_map(|d| {
-            let p = s.probes.get(&d.domid)?;
-            Some((
-                format!("{},{}", label("domain", &d.name), label("uuid", &d.uuid)),
-                p,
-            ))
-        })
-        .collect();
-    if probed.is_empty() {
-        return;
-    }
-    let dur = "xen_domain_probe_duration_seconds";
-    if probed.iter().any(|(_, p)| p.duration.count > 0) {
-        w.header(
-            dur,
-            "Duration of the domain's service probes, failed ones included.",
-            "histogram",
-        );
-        for (l, p) in probed.iter().filter(|(_, p)| p.duration.count > 0) {
-            w.histogram(dur, l, &p.duration);
-        }
-    }
-    let ok = "xen_domain_probe_success";
-    w.header(
-        ok,
-        "1 when the domain's last service probe succeeded.",
-        "gauge",
-    );
-    for (l, p) in &probed {
-        w.sample(ok, l, "", Val::U(u64::from(p.success)));
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use crate::model::*;
+    use crate::snapshot::*;
 
     #[test]
     fn heartbeat_and_probe_families_follow_the_snapshot() {
         let mut c = Collection::default();
-        let mut rtt = Histogram::new(&crate::heartbeat::stats::RTT_BUCKETS);
+        let mut rtt = Histogram::new(&crate::sources::heartbeat::stats::RTT_BUCKETS);
         rtt.observe(60e-6);
         c.heartbeat = Some(HeartbeatStats {
             peers: vec![PeerStats {
@@ -189,7 +141,7 @@ mod tests {
         c.probes.insert(7, ProbeStats::default());
         let s = Snapshot::merge(c, vec![], SelfStats::default());
         let mut out = String::new();
-        crate::render::render(&s, &mut out);
+        crate::exposition::render(&s, &mut out);
         for want in [
             "xentinel_heartbeat_rtt_seconds_bucket{peer=\"h\\\"2\",le=\"0.00005\"} 0\n",
             "xentinel_heartbeat_rtt_seconds_bucket{peer=\"h\\\"2\",le=\"0.000075\"} 1\n",
@@ -211,7 +163,7 @@ mod tests {
         assert_eq!(out.matches("xen_domain_probe_success{").count(), 2);
 
         let mut out = String::new();
-        crate::render::render(&Snapshot::default(), &mut out);
+        crate::exposition::render(&Snapshot::default(), &mut out);
         assert!(!out.contains("heartbeat") && !out.contains("probe"));
     }
 }

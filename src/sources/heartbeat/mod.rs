@@ -9,8 +9,6 @@
 pub mod mesh;
 pub mod packet;
 pub mod peers;
-pub mod probe;
-pub mod render;
 pub mod stats;
 
 use std::time::Duration;
@@ -19,7 +17,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::{DEFAULT_HEARTBEAT_PORT, HeartbeatConfig, Name};
-use crate::model::Collection;
+use crate::snapshot::Collection;
 use crate::sources::{BoxFuture, Source, SourceError};
 pub use mesh::{Heartbeat, HeartbeatControl, MeshConfig, PeerSpec};
 

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::demo::SharedCluster;
 use crate::migration::joblog::JobLog;
 use crate::migration::prom::PromClient;
+use crate::sim::SharedCluster;
 
 /// What has been told already, so each event is printed once.
 #[derive(Default)]

@@ -10,7 +10,25 @@ use std::time::Duration;
 use xenstore_rs::AsyncXs;
 use xenstore_rs::tokio::XsTokio;
 
+use clap::Args;
+
 use crate::guest;
+
+/// Flags of `xentinel guest-agent`.
+#[derive(Debug, Args)]
+pub struct GuestAgentArgs {
+    /// How often to publish (e.g. 1s, 5s).
+    #[arg(long = "interval", default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub interval: std::time::Duration,
+
+    /// Probe target to publish for dom0's domain probe (`tcp://host:port` or `http://host:port/path`).
+    #[arg(long = "probe")]
+    pub probe: Option<String>,
+
+    /// Publish one report and exit (non-zero when xenstore cannot be written).
+    #[arg(long = "once")]
+    pub once: bool,
+}
 
 /// One report, read from `/proc`.
 #[derive(Debug, Clone, PartialEq, Default)]

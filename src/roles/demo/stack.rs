@@ -13,11 +13,11 @@ use serde_yaml_ng::Value;
 use tokio::process::{Child, Command};
 
 /// The shipped alert rules.
-pub const ALERT_RULES: &str = include_str!("../prometheus/rules/xentinel-alerts.yml");
+pub const ALERT_RULES: &str = include_str!("../../../prometheus/rules/xentinel-alerts.yml");
 /// The shipped recording rules.
-pub const RECORDING_RULES: &str = include_str!("../prometheus/rules/xentinel-recording.yml");
+pub const RECORDING_RULES: &str = include_str!("../../../prometheus/rules/xentinel-recording.yml");
 /// The shipped Alertmanager configuration.
-pub const ALERTMANAGER_YML: &str = include_str!("../prometheus/alertmanager.yml");
+pub const ALERTMANAGER_YML: &str = include_str!("../../../prometheus/alertmanager.yml");
 
 /// Where the stack's parts listen and how fast it runs.
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use super::packet::{self, Key, Kind, MAX_LEN, Packet, Reject};
 use super::stats::PeerState;
-use crate::model::HeartbeatStats;
+use crate::snapshot::HeartbeatStats;
 
 /// How one mesh behaves.
 #[derive(Debug, Clone)]

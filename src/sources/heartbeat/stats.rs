@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::packet::{Reject, ReplayWindow};
-use crate::model::{Histogram, PeerStats};
+use crate::snapshot::{Histogram, PeerStats};
 
 /// RTT bucket bounds (seconds): fine enough to tell 50 µs from 100 µs, up to 1 s.
 pub const RTT_BUCKETS: [f64; 22] = [
