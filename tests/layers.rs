@@ -265,17 +265,64 @@ struct Ref {
     line: usize,
     /// Absolute: module segments, then maybe an item.
     target: Vec<String>,
+    /// Part of a `pub use` (a re-export: the module's facade).
+    reexport: bool,
 }
 
-/// Every `crate::`/`super::` path of a file, resolved (use groups expanded).
+/// Every path into the crate of a file, resolved (use groups expanded):
+/// `crate::…`, `super::…`, and paths through the file's own submodules
+/// (`mod x;` then `x::…`).
 fn refs(file: &SourceFile) -> Vec<Ref> {
     let toks = tokens(&strip(&file.text));
+    let children: BTreeSet<&str> = toks
+        .windows(3)
+        .filter_map(|w| match (&w[0].1, &w[1].1, &w[2].1) {
+            (Tok::Ident(m), Tok::Ident(name), Tok::Other) if m == "mod" => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
     let mut out = Vec::new();
     // Inline modules (`mod tests { … }`): (name, brace depth inside it).
     let mut inline: Vec<(String, usize)> = Vec::new();
     let mut depth = 0;
+    // Inside a `pub use … ;` (until the next `;`, an `Other` token).
+    let mut in_pub_use = false;
     let mut i = 0;
     while i < toks.len() {
+        let before = out.len();
+        let prev_is_path = matches!(toks.get(i.wrapping_sub(1)).map(|t| &t.1), Some(Tok::Path));
+        match &toks[i].1 {
+            Tok::Other => in_pub_use = false,
+            Tok::Ident(u) if u == "use" => {
+                // `pub use`, `pub(crate) use`: look back over `pub` and its parentheses.
+                in_pub_use = toks[..i]
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .any(|t| matches!(&t.1, Tok::Ident(p) if p == "pub"))
+                    && !toks[..i]
+                        .iter()
+                        .rev()
+                        .take_while(|t| !matches!(&t.1, Tok::Ident(p) if p == "pub"))
+                        .any(|t| matches!(&t.1, Tok::Open | Tok::Close));
+            }
+            Tok::Ident(c)
+                if children.contains(c.as_str())
+                    && !prev_is_path
+                    && inline.is_empty()
+                    && toks.get(i + 1).is_some_and(|t| t.1 == Tok::Path) =>
+            {
+                let mut base = file.module.clone();
+                base.push(c.clone());
+                let line = toks[i].0;
+                i = path_rest(&toks, i + 2, base, line, &mut out);
+                for r in &mut out[before..] {
+                    r.reexport = in_pub_use;
+                }
+                continue;
+            }
+            _ => {}
+        }
         match &toks[i].1 {
             Tok::Open => depth += 1,
             Tok::Close => {
@@ -315,6 +362,9 @@ fn refs(file: &SourceFile) -> Vec<Ref> {
                     j += 2;
                 }
                 i = path_rest(&toks, j, base, line, &mut out);
+                for r in &mut out[before..] {
+                    r.reexport = in_pub_use;
+                }
                 continue;
             }
             _ => {}
@@ -344,7 +394,11 @@ fn path_rest(
                     j += 1;
                     continue;
                 }
-                out.push(Ref { line, target: base });
+                out.push(Ref {
+                    line,
+                    target: base,
+                    reexport: false,
+                });
                 return j;
             }
             Some(Tok::Open) => {
@@ -358,6 +412,7 @@ fn path_rest(
                             out.push(Ref {
                                 line: toks[j].0,
                                 target: base.clone(),
+                                reexport: false,
                             });
                             j += 1;
                         }
@@ -374,11 +429,19 @@ fn path_rest(
                 }
             }
             Some(Tok::Star) => {
-                out.push(Ref { line, target: base });
+                out.push(Ref {
+                    line,
+                    target: base,
+                    reexport: false,
+                });
                 return j + 1;
             }
             _ => {
-                out.push(Ref { line, target: base });
+                out.push(Ref {
+                    line,
+                    target: base,
+                    reexport: false,
+                });
                 return j;
             }
         }
@@ -403,9 +466,12 @@ fn check_layers(files: &[SourceFile], layers: &[Layer]) -> Result<Vec<String>, S
         if m == "main" && file.path == "src/main.rs" {
             return Ok(top);
         }
-        rank.get(m)
-            .copied()
-            .ok_or_else(|| format!("module {m} (from {}) is in no layer of src/lib.rs", file.path))
+        rank.get(m).copied().ok_or_else(|| {
+            format!(
+                "module {m} (from {}) is in no layer of src/lib.rs",
+                file.path
+            )
+        })
     };
     let mut bad = Vec::new();
     for f in files {
@@ -440,7 +506,8 @@ fn check_layers(files: &[SourceFile], layers: &[Layer]) -> Result<Vec<String>, S
 }
 
 /// Import circles between files: the strongly connected components of more
-/// than one file, a module's edges into its own submodules left out.
+/// than one file. A `pub use` (a module's facade re-exporting its
+/// submodules' items) is not an import edge; every other path is.
 fn circles(files: &[SourceFile]) -> (usize, Vec<Vec<String>>) {
     let by_module: BTreeMap<Vec<String>, usize> = files
         .iter()
@@ -449,7 +516,7 @@ fn circles(files: &[SourceFile]) -> (usize, Vec<Vec<String>>) {
         .collect();
     let mut edges: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); files.len()];
     for (i, f) in files.iter().enumerate() {
-        for r in refs(f) {
+        for r in refs(f).into_iter().filter(|r| !r.reexport) {
             // The longest module path that is a file.
             let Some(j) = (0..=r.target.len())
                 .rev()
@@ -457,9 +524,7 @@ fn circles(files: &[SourceFile]) -> (usize, Vec<Vec<String>>) {
             else {
                 continue;
             };
-            let target = &files[j].module;
-            let into_own_child = target.len() > f.module.len() && target.starts_with(&f.module);
-            if j != i && !into_own_child {
+            if j != i {
                 edges[i].insert(j);
             }
         }
@@ -651,13 +716,26 @@ fn the_checker_catches_a_planted_upward_edge() {
 }
 
 #[test]
-fn the_checker_finds_circles_but_not_a_modules_own_children() {
+fn the_checker_finds_circles_but_not_a_facade() {
     let files = [
-        file("src/sim/mod.rs", "pub use cluster::Cluster;\nuse crate::sim::cluster::X;\n"),
-        file("src/sim/cluster.rs", "use super::SimError;\nuse crate::sim::spec::S;\n"),
+        file(
+            "src/sim/mod.rs",
+            "mod cluster;\nmod shared;\npub use cluster::Cluster;\npub use crate::sim::spec::S;\nfn f() { shared::go(); }\n",
+        ),
+        file(
+            "src/sim/cluster.rs",
+            "use super::SimError;\nuse crate::sim::spec::S;\n",
+        ),
+        file("src/sim/shared.rs", "use super::SimError;\n"),
         file("src/sim/spec.rs", "use super::formulas::F;\n"),
         file("src/sim/formulas.rs", "use crate::sim::spec::Workload;\n"),
     ];
     let (_, found) = circles(&files);
-    assert_eq!(found, [["src/sim/formulas.rs", "src/sim/spec.rs"]]);
+    assert_eq!(
+        found,
+        [
+            vec!["src/sim/formulas.rs", "src/sim/spec.rs"],
+            vec!["src/sim/mod.rs", "src/sim/shared.rs"],
+        ]
+    );
 }

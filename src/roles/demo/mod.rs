@@ -276,7 +276,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map(|_| format!("http://{}", args.prometheus_address));
     let webhook = if !args.no_webhook && (args.webhook || stack_bins.is_some()) {
         let planner = args.webhook_prometheus_url.clone().or(prom_url.clone());
-        Some(webhook::spawn(shared.clone(), &args, planner).await?)
+        Some(
+            webhook::spawn(
+                shared.clone(),
+                webhook::Flags {
+                    listen_address: &args.webhook_listen_address,
+                    token_file: args.webhook_token_file.as_deref(),
+                    insecure_no_auth: args.webhook_insecure_no_auth,
+                },
+                planner,
+            )
+            .await?,
+        )
     } else {
         None
     };

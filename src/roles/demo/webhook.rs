@@ -9,8 +9,6 @@ use crate::migration::{self, EngineOptions, ExecutorChoice};
 use crate::roles::webhook::read_token;
 use crate::sim::SharedCluster;
 
-use super::DemoArgs;
-
 /// Where the demo's webhook listens and keeps its state.
 #[derive(Debug, Clone)]
 pub struct DemoWebhook {
@@ -29,19 +27,26 @@ fn random_token() -> anyhow::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
+/// The demo's `--webhook.*` flags.
+pub struct Flags<'a> {
+    pub listen_address: &'a str,
+    pub token_file: Option<&'a std::path::Path>,
+    pub insecure_no_auth: bool,
+}
+
 /// Starts the webhook on `cluster` (sim executor); it plans from
 /// `prometheus_url` when given, else from the model.
 pub async fn spawn(
     cluster: SharedCluster,
-    a: &DemoArgs,
+    a: Flags<'_>,
     prometheus_url: Option<String>,
 ) -> anyhow::Result<DemoWebhook> {
     let dir = std::env::temp_dir().join(format!("xentinel-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (token, token_file) = if a.webhook_insecure_no_auth {
+    let (token, token_file) = if a.insecure_no_auth {
         (None, None)
-    } else if let Some(p) = &a.webhook_token_file {
-        (Some(read_token(p)?), Some(p.clone()))
+    } else if let Some(p) = a.token_file {
+        (Some(read_token(p)?), Some(p.to_path_buf()))
     } else {
         let p = dir.join("webhook.token");
         std::fs::write(&p, random_token()? + "\n")?;
@@ -56,7 +61,7 @@ pub async fn spawn(
         dry_run: false,
     };
     let (router, _) = migration::start(&o, &WebhookConfig::default(), token)?;
-    let listener = http::bind(&a.webhook_listen_address).await?;
+    let listener = http::bind(a.listen_address).await?;
     let addr = listener.local_addr()?.to_string();
     println!(
         "migration webhook: http://{addr}/alerts (job log {})",
