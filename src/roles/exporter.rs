@@ -77,11 +77,20 @@ pub struct ExporterArgs {
     pub heartbeat_name: Option<config::Name>,
 }
 
+/// A `--heartbeat.peer` value that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum BadPeerFlag {
+    #[error("invalid peer {0:?} (use name=host:port)")]
+    Shape(String),
+    #[error(transparent)]
+    Value(#[from] config::ValueError),
+}
+
 /// Parses `--heartbeat.peer name=host:port`.
-pub fn parse_peer(s: &str) -> Result<config::PeerConfig, String> {
+pub fn parse_peer(s: &str) -> Result<config::PeerConfig, BadPeerFlag> {
     let (name, addr) = s
         .split_once('=')
-        .ok_or_else(|| format!("invalid peer {s:?} (use name=host:port)"))?;
+        .ok_or_else(|| BadPeerFlag::Shape(s.to_string()))?;
     Ok(PeerConfig {
         name: V(Name::parse(name)?),
         address: V(HostPort::parse(addr)?),

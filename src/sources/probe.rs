@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config::{ProbeConfig, ProbeTarget};
+use crate::http_client::{Client, Endpoint, RequestError, UrlError};
 use crate::snapshot::{Collection, DomId, Histogram, ProbeStats, Snapshot};
 use crate::sources::{BoxFuture, Source, SourceError};
 
@@ -47,51 +47,57 @@ struct Outcome {
 
 type Results = Arc<Mutex<BTreeMap<DomId, Outcome>>>;
 
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Target(#[from] crate::config::ValueError),
+    #[error("invalid target")]
+    Invalid,
+    #[error("connect {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Http(#[from] RequestError),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The longest a single HTTP probe may take by itself; the prober cuts
+/// every probe off sooner, at its configured timeout.
+const HTTP_CEILING: Duration = Duration::from_secs(300);
+
 /// Probes one target once; `Err` says why it failed.
-pub async fn probe(target: &str) -> Result<(), String> {
+pub async fn probe(target: &str) -> Result<(), ProbeError> {
     match ProbeTarget::parse(target)? {
-        ProbeTarget::Invalid => Err("invalid target".into()),
+        ProbeTarget::Invalid => Err(ProbeError::Invalid),
         ProbeTarget::Tcp(a) => TcpStream::connect(a.0.as_str())
             .await
             .map(drop)
-            .map_err(|e| format!("connect {}: {e}", a.0)),
-        ProbeTarget::Http { authority, path } => http_get(&authority.0, &path).await,
-    }
-}
-
-/// A GET over a fresh connection; 2xx and 3xx succeed. Reads only the status line.
-async fn http_get(authority: &str, path: &str) -> Result<(), String> {
-    let mut s = TcpStream::connect(authority)
-        .await
-        .map_err(|e| format!("connect {authority}: {e}"))?;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: xentinel/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 512];
-    while !buf.windows(2).any(|w| w == b"\r\n") {
-        let n = s.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
-        if n == 0 || buf.len() > 4096 {
-            return Err("no HTTP status line".into());
+            .map_err(|source| ProbeError::Connect {
+                addr: a.0.clone(),
+                source,
+            }),
+        ProbeTarget::Http { authority, path } => {
+            // A GET over a fresh connection; 2xx and 3xx succeed. Reads only
+            // the response head.
+            let e = Endpoint::parse(&format!("http://{}", authority.0), "probe")?;
+            let code = Client::default()
+                .get_status(&e, &path, HTTP_CEILING)
+                .await?;
+            if (200..400).contains(&code) {
+                Ok(())
+            } else {
+                Err(ProbeError::Status(code))
+            }
         }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let line = line.lines().next().unwrap_or("");
-    let mut parts = line.split(' ');
-    let (version, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let code: u16 = match (version.starts_with("HTTP/1."), code.parse()) {
-        (true, Ok(c)) => c,
-        _ => return Err(format!("not an HTTP status line: {line:?}")),
-    };
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!("HTTP status {code}"))
     }
 }
 
@@ -212,7 +218,7 @@ async fn run(
             let start = Instant::now();
             let res = match tokio::time::timeout(timeout, probe(&j.target)).await {
                 Ok(r) => r,
-                Err(_) => Err(format!("no answer within {timeout:?}")),
+                Err(_) => Err(ProbeError::Timeout(timeout)),
             };
             (j, start.elapsed(), res)
         });
@@ -252,6 +258,7 @@ async fn run(
 mod tests {
     use super::*;
     use crate::snapshot::{Collection, DomainMeta, SelfStats};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn http_server(status: &'static str) -> String {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -273,13 +280,14 @@ mod tests {
         let ok = http_server("200 OK").await;
         let redirect = http_server("302 Found").await;
         let broken = http_server("503 Service Unavailable").await;
-        assert_eq!(probe(&format!("tcp://{ok}")).await, Ok(()));
-        assert_eq!(probe(&format!("http://{ok}/health")).await, Ok(()));
-        assert_eq!(probe(&format!("http://{redirect}/")).await, Ok(()));
+        assert!(probe(&format!("tcp://{ok}")).await.is_ok());
+        assert!(probe(&format!("http://{ok}/health")).await.is_ok());
+        assert!(probe(&format!("http://{redirect}/")).await.is_ok());
         assert!(
             probe(&format!("http://{broken}/"))
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("503")
         );
         // A port nobody listens on: bind one, learn its number, close it.
@@ -292,6 +300,7 @@ mod tests {
             probe("ftp://x:1")
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("invalid probe target")
         );
         assert!(probe("tcp://no port").await.is_err());
