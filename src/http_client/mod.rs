@@ -326,6 +326,9 @@ impl Client {
         max_body: Option<usize>,
     ) -> Result<Response, RequestError> {
         let url = || e.url.clone();
+        if e.scheme == Scheme::Https && self.tls.is_none() {
+            return Err(RequestError::NoTls { url: url() });
+        }
         let tcp = TcpStream::connect((e.host.as_str(), e.port))
             .await
             .map_err(|source| RequestError::Connect { url: url(), source })?;
@@ -342,12 +345,10 @@ impl Client {
             b.body(Empty::<Bytes>::new())
                 .map_err(|source| RequestError::Request { url: url(), source })?
         };
-        match e.scheme {
-            Scheme::Http => exchange_on(tcp, req, max_body, &e.url).await,
-            Scheme::Https => {
-                let Some(tls) = &self.tls else {
-                    return Err(RequestError::NoTls { url: url() });
-                };
+        match (e.scheme, &self.tls) {
+            (Scheme::Http, _) => exchange_on(tcp, req, max_body, &e.url).await,
+            (Scheme::Https, None) => Err(RequestError::NoTls { url: url() }),
+            (Scheme::Https, Some(tls)) => {
                 let name =
                     rustls_pki_types::ServerName::try_from(e.host.clone()).map_err(|err| {
                         RequestError::Tls {

@@ -40,6 +40,8 @@ pub enum TlsError {
     NoCertificate(PathBuf),
     #[error("no system CA bundle found (set SSL_CERT_FILE or install ca-certificates)")]
     NoSystemRoots,
+    #[error("TLS trusts nothing: use the system roots, a CA file, or both")]
+    NothingTrusted,
     #[error("TLS settings: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -61,7 +63,7 @@ impl TlsOptions {
             add_pem(&mut roots, ca)?;
         }
         if roots.is_empty() {
-            return Err(TlsError::NoSystemRoots);
+            return Err(TlsError::NothingTrusted);
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
