@@ -96,8 +96,11 @@ struct Guard<D>(D);
 /// the rest of the sequence is read.
 struct Drain<V>(V);
 
+/// An item's error, carried past the end of its sequence.
+struct ItemError(String);
+
 impl<'de, V: Visitor<'de>> Visitor<'de> for Drain<V> {
-    type Value = Result<V::Value, String>;
+    type Value = Result<V::Value, ItemError>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         self.0.expecting(f)
@@ -112,7 +115,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Drain<V> {
                     return Err(e);
                 }
                 while seq.next_element::<Skip>()?.is_some() {}
-                Ok(Err(m))
+                Ok(Err(ItemError(m)))
             }
         }
     }
@@ -230,7 +233,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
     );
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_seq(Drain(v))?.map_err(D::Error::custom)
+        self.0
+            .deserialize_seq(Drain(v))?
+            .map_err(|ItemError(m)| D::Error::custom(m))
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(

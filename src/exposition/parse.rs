@@ -178,17 +178,37 @@ pub fn select<'a>(samples: &'a [Sample], name: &str, want: &[(&str, &str)]) -> V
         .collect()
 }
 
+/// Not exactly one series matched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("no {name} series with {want}")]
+    None { name: String, want: String },
+    #[error("{count} {name} series with {want}")]
+    Many {
+        count: usize,
+        name: String,
+        want: String,
+    },
+}
+
 /// The single sample called `name` with labels `want`; an error when there
 /// are none or several.
 pub fn one<'a>(
     samples: &'a [Sample],
     name: &str,
     want: &[(&str, &str)],
-) -> Result<&'a Sample, String> {
+) -> Result<&'a Sample, SelectError> {
     match select(samples, name, want).as_slice() {
         [s] => Ok(s),
-        [] => Err(format!("no {name} series with {want:?}")),
-        many => Err(format!("{} {name} series with {want:?}", many.len())),
+        [] => Err(SelectError::None {
+            name: name.to_string(),
+            want: format!("{want:?}"),
+        }),
+        many => Err(SelectError::Many {
+            count: many.len(),
+            name: name.to_string(),
+            want: format!("{want:?}"),
+        }),
     }
 }
 

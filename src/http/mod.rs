@@ -87,19 +87,39 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A listen address that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("invalid listen address {addr:?}: {error} (use host:port, e.g. 0.0.0.0:10025)")]
+    Address {
+        addr: String,
+        error: std::net::AddrParseError,
+    },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Binds `addr`, failing with a clear message when the port is taken.
-pub async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BindError> {
     let full = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
     } else {
         addr.to_string()
     };
-    let sock: SocketAddr = full.parse().map_err(|e| {
-        anyhow::anyhow!("invalid listen address {addr:?}: {e} (use host:port, e.g. 0.0.0.0:10025)")
+    let sock: SocketAddr = full.parse().map_err(|error| BindError::Address {
+        addr: addr.to_string(),
+        error,
     })?;
     tokio::net::TcpListener::bind(sock)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+        .map_err(|source| BindError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, with the TLS and
@@ -109,7 +129,7 @@ pub async fn serve(
     router: Router,
     sec: WebSecurity,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> std::io::Result<()> {
     let router = match sec.basic_auth {
         Some(auth) => router.layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {

@@ -117,7 +117,7 @@ pub fn load(path: Option<&Path>) -> Result<WebSecurity, ConfigErrors> {
         let key = resolve(path, key);
         sec.tls = Some(
             acceptor(&cert, &key, tls.min_version.as_deref())
-                .map_err(|m| err(path, "tls_server_config", m))?,
+                .map_err(|e| err(path, "tls_server_config", e.to_string()))?,
         );
     }
     if !cfg.basic_auth_users.is_empty() {
@@ -147,37 +147,62 @@ fn resolve(file: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// Why a certificate and key make no TLS server (one line, cause included:
+/// it becomes a configuration error's message).
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptorError {
+    #[error("cannot read certificate {}: {error}", path.display())]
+    Cert {
+        path: PathBuf,
+        error: rustls_pki_types::pem::Error,
+    },
+    #[error("no certificate in {}", .0.display())]
+    NoCert(PathBuf),
+    #[error("cannot read key {}: {error}", path.display())]
+    Key {
+        path: PathBuf,
+        error: rustls_pki_types::pem::Error,
+    },
+    #[error("min_version {0:?} is not supported (TLS12 or TLS13)")]
+    MinVersion(String),
+    #[error("{0}")]
+    Versions(rustls::Error),
+    #[error("certificate and key do not make a TLS identity: {0}")]
+    Identity(rustls::Error),
+}
+
 fn acceptor(
     cert: &Path,
     key: &Path,
     min: Option<&str>,
-) -> Result<tokio_rustls::TlsAcceptor, String> {
+) -> Result<tokio_rustls::TlsAcceptor, AcceptorError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
+        .map_err(|error| AcceptorError::Cert {
+            path: cert.to_path_buf(),
+            error,
+        })?;
     if certs.is_empty() {
-        return Err(format!("no certificate in {}", cert.display()));
+        return Err(AcceptorError::NoCert(cert.to_path_buf()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read key {}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|error| AcceptorError::Key {
+        path: key.to_path_buf(),
+        error,
+    })?;
     let versions: &[&rustls::SupportedProtocolVersion] = match min {
         None | Some("TLS12") => &[&rustls::version::TLS12, &rustls::version::TLS13],
         Some("TLS13") => &[&rustls::version::TLS13],
-        Some(other) => {
-            return Err(format!(
-                "min_version {other:?} is not supported (TLS12 or TLS13)"
-            ));
-        }
+        Some(other) => return Err(AcceptorError::MinVersion(other.to_string())),
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
-        .map_err(|e| e.to_string())?
+        .map_err(AcceptorError::Versions)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate and key do not make a TLS identity: {e}"))?;
+        .map_err(AcceptorError::Identity)?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 

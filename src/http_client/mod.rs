@@ -81,34 +81,22 @@ pub enum UrlError {
     NoTls { what: String, url: String },
 }
 
-/// A request that got no usable answer.
+/// A request that got no usable answer. The message holds the cause: it is
+/// a reason shown as one line (a job's state, a probe's log line).
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
-    #[error("cannot connect to {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot connect to {url}: {error}")]
+    Connect { url: String, error: std::io::Error },
     #[error("no answer from {url} within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
-    #[error("{url}: TLS: {source}")]
-    Tls {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{url}: {source}")]
-    Http {
-        url: String,
-        #[source]
-        source: hyper::Error,
-    },
-    #[error("{url}: bad request: {source}")]
+    #[error("{url}: TLS: {error}")]
+    Tls { url: String, error: std::io::Error },
+    #[error("{url}: {error}")]
+    Http { url: String, error: hyper::Error },
+    #[error("{url}: bad request: {error}")]
     Request {
         url: String,
-        #[source]
-        source: hyper::http::Error,
+        error: hyper::http::Error,
     },
     #[error("{url}: the body is larger than {limit} bytes")]
     TooLarge { url: String, limit: usize },
@@ -331,7 +319,7 @@ impl Client {
         }
         let tcp = TcpStream::connect((e.host.as_str(), e.port))
             .await
-            .map_err(|source| RequestError::Connect { url: url(), source })?;
+            .map_err(|error| RequestError::Connect { url: url(), error })?;
         let _ = tcp.set_nodelay(true);
         let req = {
             let mut b = Request::get(target)
@@ -343,7 +331,7 @@ impl Client {
                 b = b.header(AUTHORIZATION, a.clone());
             }
             b.body(Empty::<Bytes>::new())
-                .map_err(|source| RequestError::Request { url: url(), source })?
+                .map_err(|error| RequestError::Request { url: url(), error })?
         };
         match (e.scheme, &self.tls) {
             (Scheme::Http, _) => exchange_on(tcp, req, max_body, &e.url).await,
@@ -353,13 +341,13 @@ impl Client {
                     rustls_pki_types::ServerName::try_from(e.host.clone()).map_err(|err| {
                         RequestError::Tls {
                             url: url(),
-                            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, err),
+                            error: std::io::Error::new(std::io::ErrorKind::InvalidInput, err),
                         }
                     })?;
                 let stream = tls
                     .connect(name, tcp)
                     .await
-                    .map_err(|source| RequestError::Tls { url: url(), source })?;
+                    .map_err(|error| RequestError::Tls { url: url(), error })?;
                 exchange_on(stream, req, max_body, &e.url).await
             }
         }
@@ -377,9 +365,9 @@ async fn exchange_on<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let http = |source| RequestError::Http {
+    let http = |error| RequestError::Http {
         url: url.to_string(),
-        source,
+        error,
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await

@@ -30,7 +30,7 @@ pub struct TlsOptions {
 /// Why the TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read the CA file {}: {source}", path.display())]
+    #[error("cannot read the CA file {}", path.display())]
     CaFile {
         path: PathBuf,
         #[source]

@@ -141,14 +141,14 @@ async fn handle_alerts(
     };
     let payload = match alert::parse(&body) {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let mut intents = Vec::with_capacity(payload.alerts.len());
     let mut bad = Vec::new();
     for a in &payload.alerts {
         match alert::classify(a) {
             Ok(i) => intents.push(i),
-            Err(e) => bad.push(e),
+            Err(e) => bad.push(e.to_string()),
         }
     }
     if !bad.is_empty() {

@@ -60,8 +60,7 @@ pub async fn run(a: EvacuateArgs) -> anyhow::Result<()> {
         dry_run: a.migration.dry_run,
     };
     let id = engine
-        .db(|l| l.insert_job(&job))
-        .map_err(anyhow::Error::msg)?
+        .db(|l| l.insert_job(&job))?
         .ok_or_else(|| anyhow::anyhow!("a job with this identity exists already"))?;
     let only = (!a.to.is_empty()).then(|| a.to.clone());
     let runner = tokio::spawn(engine.clone().run_job(id, only));

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::collector::Collector;
@@ -106,7 +107,7 @@ pub fn xen_sources(
     rej: &Arc<Rejections>,
 ) -> anyhow::Result<Vec<Box<dyn Source>>> {
     let lib = libxenstat.or(cfg.exporter.libxenstat.as_deref());
-    let xen = XenSource::open(lib).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let xen = XenSource::open(lib)?;
     let mut v: Vec<Box<dyn Source>> = vec![Box::new(xen)];
     if *cfg.exporter.xenstore {
         let timeout = cfg.exporter.source_timeout.0.0.mul_f64(0.8);
@@ -158,7 +159,7 @@ pub fn standalone_sources(host: &str, seed: u64) -> anyhow::Result<Vec<Box<dyn S
 /// stepped in real time like the demo, without a scenario.
 pub fn synthetic_sources(host: &str, n: usize, seed: u64) -> anyhow::Result<Vec<Box<dyn Source>>> {
     let cluster = Cluster::new(ClusterSpec::one_host(host, n), seed)
-        .map_err(|e| anyhow::anyhow!("--sim.domains {n}: {e}"))?;
+        .with_context(|| format!("--sim.domains {n}"))?;
     Ok(vec![Box::new(SimSource::new(stepped(cluster), host))])
 }
 
@@ -223,5 +224,6 @@ pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
         args.telemetry_path
     );
     let router = http::router(collector, &args.telemetry_path, "xentinel exporter");
-    http::serve(listener, router, sec.clone(), signals::shutdown()).await
+    http::serve(listener, router, sec.clone(), signals::shutdown()).await?;
+    Ok(())
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use xenstore_rs::AsyncXs;
 use xenstore_rs::tokio::XsTokio;
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::guest;
@@ -39,15 +40,20 @@ pub struct Report {
     pub swap_used_bytes: u64,
 }
 
+/// A `/proc` field that is missing (or not a number).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} not found")]
+pub struct MissingField(&'static str);
+
 /// Parses `/proc/vmstat` and `/proc/meminfo` texts.
-pub fn parse(vmstat: &str, meminfo: &str) -> Result<Report, String> {
-    let field = |text: &str, key: &str| -> Result<u64, String> {
+pub fn parse(vmstat: &str, meminfo: &str) -> Result<Report, MissingField> {
+    let field = |text: &str, key: &'static str| -> Result<u64, MissingField> {
         text.lines()
             .find_map(|l| {
                 let mut it = l.split_whitespace();
                 (it.next()?.trim_end_matches(':') == key).then(|| it.next()?.parse::<u64>().ok())?
             })
-            .ok_or_else(|| format!("{key} not found"))
+            .ok_or(MissingField(key))
     };
     let swap_total = field(meminfo, "SwapTotal").unwrap_or(0);
     let swap_free = field(meminfo, "SwapFree").unwrap_or(0);
@@ -59,10 +65,10 @@ pub fn parse(vmstat: &str, meminfo: &str) -> Result<Report, String> {
     })
 }
 
-fn read_report() -> Result<Report, String> {
-    let vm = std::fs::read_to_string("/proc/vmstat").map_err(|e| format!("/proc/vmstat: {e}"))?;
-    let mi = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
-    parse(&vm, &mi)
+fn read_report() -> anyhow::Result<Report> {
+    let vm = std::fs::read_to_string("/proc/vmstat").context("/proc/vmstat")?;
+    let mi = std::fs::read_to_string("/proc/meminfo").context("/proc/meminfo")?;
+    Ok(parse(&vm, &mi)?)
 }
 
 async fn publish(xs: &XsTokio, r: &Report, probe: Option<&str>) -> std::io::Result<()> {
@@ -92,8 +98,7 @@ pub async fn run(interval: Duration, probe: Option<String>, once: bool) -> anyho
     let mut conn: Option<XsTokio> = None;
     let mut failing = false;
     loop {
-        let report =
-            read_report().map_err(|e| anyhow::anyhow!("cannot read guest statistics: {e}"))?;
+        let report = read_report().context("cannot read guest statistics")?;
         let res = async {
             let xs = match &conn {
                 Some(xs) => xs.clone(),
@@ -152,7 +157,12 @@ mod tests {
                 swap_used_bytes: 204_800
             }
         );
-        assert!(parse("pgfault 1\n", mi).unwrap_err().contains("pgmajfault"));
+        assert!(
+            parse("pgfault 1\n", mi)
+                .unwrap_err()
+                .to_string()
+                .contains("pgmajfault")
+        );
     }
 
     #[test]

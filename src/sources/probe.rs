@@ -54,12 +54,8 @@ pub enum ProbeError {
     Target(#[from] crate::config::ValueError),
     #[error("invalid target")]
     Invalid,
-    #[error("connect {addr}: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("connect {addr}: {error}")]
+    Connect { addr: String, error: std::io::Error },
     #[error(transparent)]
     Url(#[from] UrlError),
     #[error(transparent)]
@@ -81,9 +77,9 @@ pub async fn probe(target: &str) -> Result<(), ProbeError> {
         ProbeTarget::Tcp(a) => TcpStream::connect(a.0.as_str())
             .await
             .map(drop)
-            .map_err(|source| ProbeError::Connect {
+            .map_err(|error| ProbeError::Connect {
                 addr: a.0.clone(),
-                source,
+                error,
             }),
         ProbeTarget::Http { authority, path } => {
             // A GET over a fresh connection; 2xx and 3xx succeed. Reads only

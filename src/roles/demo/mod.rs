@@ -11,6 +11,7 @@ mod narrator;
 pub mod stack;
 pub mod webhook;
 
+use anyhow::Context;
 use clap::Args;
 
 use crate::collector::Collector;
@@ -187,19 +188,17 @@ fn start_meshes(
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cluster = match &args.cluster {
         Some(p) => {
-            let spec = ClusterSpec::load(p).map_err(|e| anyhow::anyhow!("{e}"))?;
-            Cluster::new(spec, args.seed).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            let spec = ClusterSpec::load(p)?;
+            Cluster::new(spec, args.seed).with_context(|| p.display().to_string())?
         }
         None => Cluster::default_demo(args.seed),
     };
     let scenario = match &args.scenario {
-        Some(p) => Scenario::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        Some(p) => Scenario::load(p)?,
         None if args.no_scenario => Scenario::default(),
         None => Scenario::default_demo(),
     };
-    scenario
-        .check(&cluster)
-        .map_err(|e| anyhow::anyhow!("scenario: {e}"))?;
+    scenario.check(&cluster).context("scenario")?;
     let hosts: Vec<String> = cluster
         .hosts()
         .iter()

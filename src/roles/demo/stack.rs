@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde_yaml_ng::Value;
 use tokio::process::{Child, Command};
 
@@ -161,7 +162,7 @@ pub async fn start(spec: &StackSpec, dir: &Path) -> anyhow::Result<Stack> {
         .stderr(log("alertmanager.log")?)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", am_bin.display()))?;
+        .with_context(|| format!("cannot start {}", am_bin.display()))?;
     let prom = Command::new(&prom_bin)
         .current_dir(dir)
         .arg("--config.file=prometheus.yml")
@@ -174,7 +175,7 @@ pub async fn start(spec: &StackSpec, dir: &Path) -> anyhow::Result<Stack> {
         .stderr(log("prometheus.log")?)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", prom_bin.display()))?;
+        .with_context(|| format!("cannot start {}", prom_bin.display()))?;
     let stack = Stack {
         dir: dir.to_path_buf(),
         prometheus_url: format!("http://{}", spec.prometheus_addr),

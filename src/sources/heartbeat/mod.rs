@@ -11,9 +11,9 @@ pub mod packet;
 pub mod peers;
 pub mod stats;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::config::{DEFAULT_HEARTBEAT_PORT, HeartbeatConfig, Name};
@@ -60,33 +60,61 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "xentinel".into())
 }
 
+/// Why the heartbeat cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read heartbeat key file {}", path.display())]
+    ReadKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "heartbeat key file {} holds {len} bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64)",
+        path.display()
+    )]
+    ShortKey { path: PathBuf, len: usize },
+    #[error("cannot listen for heartbeats on {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Mesh(#[from] std::io::Error),
+}
+
 /// Reads a key file: its bytes, trailing newlines and spaces removed.
-pub fn read_key(path: &std::path::Path) -> anyhow::Result<packet::Key> {
-    let raw = std::fs::read(path)
-        .with_context(|| format!("cannot read heartbeat key file {}", path.display()))?;
+pub fn read_key(path: &Path) -> Result<packet::Key, StartError> {
+    let raw = std::fs::read(path).map_err(|source| StartError::ReadKey {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let end = raw
         .iter()
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(0, |i| i + 1);
     if end < 16 {
-        anyhow::bail!(
-            "heartbeat key file {} holds {end} bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64)",
-            path.display()
-        );
+        return Err(StartError::ShortKey {
+            path: path.to_path_buf(),
+            len: end,
+        });
     }
     Ok(packet::Key::new(&raw[..end]))
 }
 
 /// Binds the socket and starts the mesh and the peer-list task (in the
 /// current runtime). Fails on a socket that cannot be bound or a bad key file.
-pub fn start(cfg: &HeartbeatConfig) -> anyhow::Result<Heartbeat> {
+pub fn start(cfg: &HeartbeatConfig) -> Result<Heartbeat, StartError> {
     let listen = cfg
         .listen
         .map(|l| l.0)
         .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_HEARTBEAT_PORT)));
     let key = cfg.key_file.as_deref().map(read_key).transpose()?;
-    let std_sock = std::net::UdpSocket::bind(listen)
-        .with_context(|| format!("cannot listen for heartbeats on {listen}"))?;
+    let std_sock = std::net::UdpSocket::bind(listen).map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
     let name = cfg
         .name
         .as_ref()
