@@ -1,8 +1,11 @@
-//! The `xentinel` binary: parses the command line and runs one role.
+//! The `xentinel` binary: parses the command line and runs one role; the
+//! top of the layers (see the crate documentation of `xentinel`), and the
+//! only place that ends the process with a status.
 
 use clap::Parser;
 use xentinel::cli::Cli;
 
+#[allow(clippy::exit)] // the one place the process ends with a status
 fn main() {
     let cli = Cli::parse();
     let level = cli.log_level.parse().unwrap_or(log::LevelFilter::Info);
