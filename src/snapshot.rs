@@ -1,7 +1,8 @@
-//! The domain model: what one collection of a host yields, as plain data.
+//! The snapshot: what one scrape of a host yields, as plain data (the bottom
+//! layer; it depends on nothing of the crate).
 //!
 //! Sources fill a [`Collection`]; the collector merges it into an immutable
-//! [`Snapshot`]; the renderer turns a snapshot into the exposition format.
+//! [`Snapshot`]; `crate::exposition` turns a snapshot into the text format.
 //! Nothing here does I/O. Every value is optional where a source may not
 //! know it, so an absent value renders as an absent series, never as 0.
 

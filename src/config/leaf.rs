@@ -5,7 +5,7 @@
 //! middle of a sequence or mapping leaves the stream out of step, and the
 //! next value would be read from the wrong event (serde_yaml_ng panics
 //! there). Two rules keep it in step: a leaf whose list fails on one item
-//! skips the rest of the list ([`Guard`]), and an error that left a
+//! skips the rest of the list (`Guard`), and an error that left a
 //! sequence or mapping half read ("invalid type: sequence/map") is not
 //! recorded but ends the lenient pass, after which the loader parses
 //! strictly to locate it.

@@ -16,7 +16,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
     load_yaml(path)
 }
 
-/// Loads any YAML file whose leaves are [`V`]s; `None` gives `T::default()`.
+/// Loads any YAML file whose leaves are [`super::V`]s; `None` gives `T::default()`.
 pub fn load_yaml<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigErrors> {
     let Some(path) = path else {
         return Ok(T::default());

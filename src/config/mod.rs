@@ -7,7 +7,7 @@
 //!   parsing go on, so one run reports every bad value.
 //! - [`sections`]: the file's sections and their defaults.
 //! - [`errors`]: [`ConfigError`] and [`ConfigErrors`].
-//! - [`load`]: reading and parsing; unknown keys are found with
+//! - [`mod@load`]: reading and parsing; unknown keys are found with
 //!   `serde_ignored` and located in the text. No file means all defaults.
 //!
 //! The second layer: it depends on nothing of the crate.

@@ -1,6 +1,8 @@
 //! HTTP: serves one collector's snapshot on the telemetry path, a landing
-//! page at `/` and `/-/healthy`. This layer only renders; it never collects
-//! anything itself beyond asking the collector for a snapshot.
+//! page at `/` and `/-/healthy`, with the TLS and basic auth of
+//! [`webconfig`]; [`serve`] also serves the webhook's router. This layer only
+//! renders; it never collects anything itself beyond asking the collector
+//! for a snapshot.
 
 pub mod webconfig;
 

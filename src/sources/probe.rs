@@ -1,4 +1,5 @@
-//! Domain service probes: a TCP connect or a minimal HTTP/1.1 GET per domain.
+//! The `probe` source: a TCP connect or an HTTP GET (with the crate's one
+//! client, [`crate::http_client`]) per domain.
 //!
 //! Targets come from the configuration (`probes:`, by domain name) and from
 //! each domain's xenstore key `data/xentinel/probe`; the configuration wins.

@@ -1,10 +1,10 @@
-//! Heartbeats between exporters and probes of domains' services.
+//! Heartbeats between exporters: the `heartbeat` source.
 //!
 //! Each exporter pings its peers over UDP and answers theirs ([`mesh`], wire
-//! format in [`packet`], bookkeeping in [`stats`], peer list in [`peers`]);
-//! [`probe`] checks each domain's service. Both run in background tasks and
-//! reach `/metrics` as sources that copy their latest figures ([`HeartbeatSource`],
-//! [`probe::ProbeSource`]), rendered by [`render`].
+//! format in [`packet`], bookkeeping in [`stats`], peer list in [`peers`]).
+//! The mesh runs in a background task on a thread of its own; it reaches
+//! `/metrics` as a source that copies its latest figures
+//! ([`HeartbeatSource`]), rendered by `crate::exposition::heartbeat`.
 
 pub mod mesh;
 pub mod packet;
