@@ -527,3 +527,34 @@ fn install_verify_remove_and_purge_both_packages() {
         assert!(!exists(gone), "dpkg -P left {gone}");
     }
 }
+
+/// The conffile as shipped sets nothing (every value commented), and with one `#` dropped from
+/// every line it is valid and still the defaults: what it documents is what the binary does.
+/// (`source: xen` is the one value that is not the library's default: the units pass it.)
+#[test]
+fn shipped_configuration_documents_the_defaults() {
+    let path = repo_root().join("debian/xentinel.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let defaults = format!("{:?}", xentinel::config::Config::default());
+    let shipped = xentinel::config::load_str(&text, "xentinel.yml")
+        .unwrap_or_else(|e| panic!("debian/xentinel.yml: {e}"));
+    assert_eq!(format!("{shipped:?}"), defaults);
+    let uncommented: String = text
+        .lines()
+        .map(|l| l.strip_prefix('#').unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(uncommented.contains("\nwebhook:\n") && uncommented.contains("\n  source: xen\n"));
+    let mut cfg = xentinel::config::load_str(&uncommented, "xentinel.yml (uncommented)")
+        .unwrap_or_else(|e| panic!("debian/xentinel.yml uncommented:\n{e}\n{uncommented}"));
+    assert_eq!(
+        *cfg.exporter.source,
+        Some(xentinel::config::SourceKind::Xen)
+    );
+    cfg.exporter.source = xentinel::config::V(None);
+    assert_eq!(
+        format!("{cfg:?}"),
+        defaults,
+        "a value in debian/xentinel.yml is not the default"
+    );
+}
