@@ -321,7 +321,7 @@ fn check_dashboard(dashboard: &Dashboard, known_metrics: &BTreeSet<String>) -> V
             }
         }
         if matches!(query.origin, Origin::Variable { .. })
-            && required.len() > 0
+            && !required.is_empty()
             && selectors(&selector_text).is_empty()
         {
             problem(format!(

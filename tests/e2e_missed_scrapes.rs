@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::proc::{Running, bin, wait_for_port};
-use support::webhook::{free_port, request, temp_dir, wait_for};
+use support::webhook::{free_port, request, temp_dir};
 
 const OUTAGE: Duration = Duration::from_secs(30);
 const A_DOMAINS: usize = 8;
