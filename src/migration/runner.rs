@@ -432,10 +432,14 @@ impl Engine {
         // source and says whether to try again; `notes` is what the log shows.
         let (mut notes, mut tails) = (Vec::<String>::new(), String::new());
         let mut attempt = 1;
+        let mut failed_before: Option<Option<f64>> = None; // the last failed attempt's duration
         let (out, failure) = loop {
             let started = match self.executor.start(&spec).await {
                 Ok(st) => st,
                 Err(e) => {
+                    if let Some(d) = failed_before {
+                        self.metrics.observe_migration(false, d, None);
+                    }
                     notes.push(e);
                     return self.end_step(s, end("failed", notes.join("; ")));
                 }
@@ -474,6 +478,7 @@ impl Engine {
                         log::error!("step {}: {e}", s.id);
                     }
                     tokio::time::sleep(wait).await;
+                    failed_before = Some(out.duration);
                     attempt += 1;
                 }
                 Err(reason) => break (out, Some(reason)),
