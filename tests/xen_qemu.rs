@@ -642,6 +642,49 @@ fn exporter_without_hypervisor_exits_with_one_clear_sentence() {
     }
 }
 
+/// Boots the VM (boot.sh) and watches its serial log: once Xen says the machine halted (a Xen
+/// panic, dom0 crashed), stops QEMU a few seconds later instead of waiting for the timeout.
+fn boot(out: &Path, timeout: u64, extra: Option<&str>) -> VmEnd {
+    use std::os::unix::process::CommandExt;
+    let t = Instant::now();
+    let mut cmd = Command::new("bash");
+    cmd.arg(Path::new(SCRIPTS).join("boot.sh"))
+        .args([out.to_str().expect("utf-8 path"), &timeout.to_string()])
+        .stdin(Stdio::null())
+        .process_group(0);
+    if let Some(x) = extra {
+        cmd.env("XEN_VM_LINUX_EXTRA", x);
+    }
+    let mut child = cmd.spawn().expect("cannot run boot.sh");
+    let mut halted: Option<Instant> = None;
+    let mut stopped = false;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for boot.sh") {
+            break st;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        if halted.is_none() {
+            let log = fs::read(out.join("serial.log")).unwrap_or_default();
+            if let Some(l) = vm_fault::fatal_line(&String::from_utf8_lossy(&log)) {
+                println!("boot.sh: the VM halted ({l}); stopping QEMU");
+                halted = Some(Instant::now());
+            }
+        } else if halted.is_some_and(|h| h.elapsed() > Duration::from_secs(3)) && !stopped {
+            // boot.sh, timeout and QEMU are one process group, led by boot.sh
+            let _ = Command::new("kill")
+                .args(["-TERM", "--", &format!("-{}", child.id())])
+                .status();
+            stopped = true;
+        }
+    };
+    println!("boot.sh: {status} after {:.1} s", t.elapsed().as_secs_f64());
+    VmEnd {
+        code: status.code(),
+        secs: t.elapsed().as_secs_f64(),
+        stopped,
+    }
+}
+
 /// Runs a script of scripts/xen-vm; its exit code (None: killed by a signal) and wall time.
 fn run_script(name: &str, args: &[&str]) -> (Option<i32>, Duration) {
     let t = Instant::now();
@@ -681,6 +724,7 @@ fn xen_in_qemu() {
     let _ = fs::remove_dir_all(&out);
     let out_s = out.to_str().expect("utf-8 path");
     let serial = out.join("serial.log");
+    let inject = std::env::var("XEN_VM_INJECT").ok();
 
     // XEN_VM_REUSE_LOG=<serial.log>: check an earlier run's log instead of booting (for working
     // on the checks only; announced loudly, never used by CI)
@@ -711,17 +755,20 @@ fn xen_in_qemu() {
                 (None, String::from_utf8_lossy(bytes).into_owned())
             }
             None => {
-                let (code, t) = run_script("boot.sh", &[out_s, &timeout.to_string()]);
+                // XEN_VM_INJECT=<fault>:<step>: the first run's dom0 makes that fault at that
+                // step (dom0-init.sh, `xvm_inject=`), to see a rerun; never used by CI
+                let inject = inject
+                    .as_deref()
+                    .filter(|_| n == 1)
+                    .map(|i| format!("xvm_inject={i}"));
+                if let Some(i) = &inject {
+                    println!("!!! XEN_VM_INJECT: this run's dom0 is told {i}");
+                }
+                let end = boot(&out, timeout, inject.as_deref());
                 let _ = fs::copy(&serial, out.join(format!("serial-run{n}.log")));
                 let log =
                     String::from_utf8_lossy(&fs::read(&serial).unwrap_or_default()).into_owned();
-                (
-                    Some(VmEnd {
-                        code,
-                        secs: t.as_secs_f64(),
-                    }),
-                    log,
-                )
+                (Some(end), log)
             }
         };
         let vm_secs = end.map_or(0.0, |e| e.secs);

@@ -50,6 +50,18 @@ now() {
   NOW_S=${NOW%.*}
 }
 
+# xvm_inject=dom0-panic:STEP on the kernel command line (the test's XEN_VM_INJECT, never used by
+# CI): dom0 panics as STEP begins, to show how the harness tells and reruns an environment fault.
+read -r CMDLINE </proc/cmdline
+case " $CMDLINE " in *" xvm_inject="*) INJECT=${CMDLINE#*xvm_inject=} && INJECT=${INJECT%% *} ;; *) INJECT= ;; esac
+inject() { # STEP
+  case "$INJECT" in "dom0-panic:$1")
+    echo "xvm_inject: panicking dom0 as step $1 begins"
+    echo c >/proc/sysrq-trigger
+    ;;
+  esac
+}
+
 # block NAME CMD [ARGS...]: run CMD, then print its output between markers, with rc and times
 block() {
   blk_name=$1
@@ -57,6 +69,7 @@ block() {
   now
   blk_t0=$NOW
   echo "@@START $blk_name t0=$NOW@@"
+  inject "$blk_name"
   "$@" >/tmp/block.out 2>&1
   blk_rc=$?
   now
@@ -72,6 +85,7 @@ rblock() {
   blk_retries=0
   now
   echo "@@START $blk_name t0=$NOW@@"
+  inject "$blk_name"
   while :; do
     now
     blk_t0=$NOW

@@ -66,6 +66,23 @@ pub struct Fault {
 pub struct VmEnd {
     pub code: Option<i32>,
     pub secs: f64,
+    /// The harness stopped QEMU after [`fatal_line`] showed that nothing more would come.
+    pub stopped: bool,
+}
+
+/// A line after which a VM produces nothing more (Xen halted: it panicked, or dom0 crashed and
+/// `noreboot` keeps the machine down): a harness may stop QEMU instead of waiting for its timeout.
+pub fn fatal_line(log: &str) -> Option<&str> {
+    log.lines().find(|l| {
+        l.starts_with("(XEN)")
+            && [
+                "Hardware Dom0 crashed",
+                "Panic on CPU",
+                "Manual reset required",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+    })
 }
 
 /// What a harness's serial log looks like.
@@ -378,7 +395,24 @@ pub fn classify(log: &str, end: Option<VmEnd>, m: &Markers) -> Verdict {
         add(&mut v, Kind::NoDom0Init, ev, 0);
     }
     // How QEMU ended
-    if let Some(VmEnd { code, secs }) = end {
+    if let Some(VmEnd {
+        secs,
+        stopped: true,
+        ..
+    }) = end
+    {
+        // the fatal line is the evidence; QEMU's end was ours
+        let what = format!("QEMU stopped by the harness after {secs:.0} s: the machine had halted");
+        if let Some(f) = v
+            .faults
+            .iter_mut()
+            .find(|f| matches!(f.kind, Kind::XenCrash | Kind::Dom0Crash))
+        {
+            f.evidence.push(what);
+        }
+        return finish(v);
+    }
+    if let Some(VmEnd { code, secs, .. }) = end {
         let last_step = lines.iter().rev().find_map(|(_, l)| {
             l.strip_prefix("@@START ")
                 .and_then(|r| r.strip_suffix("@@"))
@@ -442,6 +476,7 @@ migrate_rc=0 migrate_seconds=14.59 attempts=1\n\
         Some(VmEnd {
             code: Some(code),
             secs: 100.0,
+            stopped: false,
         })
     }
 
@@ -645,6 +680,22 @@ qemu-system-x86_64: terminating on signal 15 from pid 27154 (timeout)\n";
             ]
         );
         assert!(log[v.faults[0].at..].starts_with("[    6.898582] Kernel panic"));
+        // a harness that saw Xen halt stops QEMU at once: no timeout fault then
+        let cut = &log[..log.find("qemu-system").unwrap()];
+        assert_eq!(
+            fatal_line(cut),
+            Some("(XEN) Hardware Dom0 crashed: 'noreboot' set - not rebooting.")
+        );
+        let stopped = Some(VmEnd {
+            code: Some(143),
+            secs: 30.0,
+            stopped: true,
+        });
+        let v = classify(cut, stopped, &XEN_VM);
+        let kinds: Vec<Kind> = v.faults.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [Kind::Dom0Crash], "{v:?}");
+        assert!(v.faults[0].evidence[2].starts_with("QEMU stopped by the harness after 30 s"));
+        assert_eq!(fatal_line(CLEAN), None);
         // A guest the harness crashed on purpose (PVH, on_crash="preserve"): its panic is in
         // its console, printed by dom0 in a block; Xen says nothing. Not a fault.
         let guest = CLEAN.replace(
