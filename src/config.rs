@@ -526,6 +526,15 @@ pub struct ExecutorConfig {
     pub locate_command: V<Vec<String>>,
     /// A migration running longer is killed and its step fails.
     pub timeout: V<Dur>,
+    /// argv template printing `{domain}`'s `xl list` line on `{host}` (its state column is read;
+    /// non-zero exit = not there), asked after a failed migration.
+    pub state_command: V<Vec<String>>,
+    /// argv template unpausing `{domain}` on `{host}` (a failed migration left it paused).
+    pub resume_command: V<Vec<String>>,
+    /// Attempts after a failed migration that left the domain running on its source (0..=10).
+    pub retries: V<u32>,
+    /// Wait before the first retry; doubled for each next one, up to `retry_max_backoff`.
+    pub retry_backoff: V<Dur>,
 }
 
 impl Default for ExecutorConfig {
@@ -538,6 +547,14 @@ impl Default for ExecutorConfig {
                 .map(String::from)
                 .to_vec()),
             timeout: V(Dur(Duration::from_secs(600))),
+            state_command: V(crate::migration::executor::DEFAULT_STATE
+                .map(String::from)
+                .to_vec()),
+            resume_command: V(crate::migration::executor::DEFAULT_RESUME
+                .map(String::from)
+                .to_vec()),
+            retries: V(2),
+            retry_backoff: V(Dur(Duration::from_secs(5))),
         }
     }
 }
@@ -636,6 +653,16 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
                 continue;
             };
             errs.push(item_error(text, file, "webhook.exporters", i, &msg));
+        }
+        if *cfg.webhook.executor.retries > 10 {
+            let (line, column) = locate_key(text, "webhook.executor.retries");
+            errs.push(ConfigError {
+                file: file.into(),
+                line,
+                column,
+                field: "webhook.executor.retries".into(),
+                message: "at most 10: each retry can take a whole migration".into(),
+            });
         }
         for (i, p) in cfg.probes.iter().enumerate() {
             if p.domain.is_empty() || *p.target == ProbeTarget::Invalid {
@@ -971,6 +998,30 @@ bogus: 1
         );
         let ok = load_str("webhook:\n  executor:\n    command: [sh, -c, x]\n", "w").unwrap();
         assert_eq!(ok.webhook.executor.command.0, ["sh", "-c", "x"]);
+        let errs = load_str(
+            "webhook:\n  executor:\n    retry_backoff: 2s\n    retries: 11\n",
+            "w",
+        )
+        .unwrap_err()
+        .0;
+        let got: Vec<_> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();
+        assert_eq!(got, [(4, "webhook.executor.retries")], "{errs:#?}");
+        let ok = load_str(
+            "webhook:\n  executor:\n    retries: 0\n    retry_backoff: 2s\n",
+            "w",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                *ok.webhook.executor.retries,
+                ok.webhook.executor.retry_backoff.0.0
+            ),
+            (0, Duration::from_secs(2))
+        );
+        assert_eq!(
+            Config::default().webhook.executor.state_command.0,
+            ["xl", "list", "{domain}"]
+        );
         let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: b\n    - host: a\n      url: http://x:1/metrics\n    - host: c\n      url: http://c:1/metrics\n      uri: x\n";
         let errs = load_str(text, "w.yml").unwrap_err().0;
         let got: Vec<_> = errs

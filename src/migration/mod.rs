@@ -64,6 +64,8 @@ pub fn settings(cfg: &WebhookConfig, dry_run: bool) -> Settings {
         max_per_source: *cfg.max_parallel_per_source as usize,
         max_per_target: *cfg.max_parallel_per_target as usize,
         backoff_max: cfg.retry_max_backoff.0.0,
+        migrate_retries: *cfg.executor.retries,
+        migrate_backoff: cfg.executor.retry_backoff.0.0,
         dry_run,
     }
 }
@@ -97,24 +99,35 @@ pub fn executor_and_inventory(
             )
         }
         kind => {
-            let (command, locate) = if kind == ExecutorKind::Xl {
+            let e = &cfg.executor;
+            let (command, locate, state, resume) = if kind == ExecutorKind::Xl {
+                let v = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
                 (
-                    executor::DEFAULT_COMMAND.map(String::from).to_vec(),
-                    executor::DEFAULT_LOCATE.map(String::from).to_vec(),
+                    v(&executor::DEFAULT_COMMAND),
+                    v(&executor::DEFAULT_LOCATE),
+                    v(&executor::DEFAULT_STATE),
+                    v(&executor::DEFAULT_RESUME),
                 )
             } else {
                 (
-                    cfg.executor.command.0.clone(),
-                    cfg.executor.locate_command.0.clone(),
+                    e.command.0.clone(),
+                    e.locate_command.0.clone(),
+                    e.state_command.0.clone(),
+                    e.resume_command.0.clone(),
                 )
             };
             anyhow::ensure!(
-                !command.is_empty() && !locate.is_empty(),
-                "webhook.executor.command and locate_command must not be empty"
+                [&command, &locate, &state, &resume]
+                    .iter()
+                    .all(|c| !c.is_empty()),
+                "webhook.executor.command, locate_command, state_command and resume_command \
+                 must not be empty"
             );
             let ex = Executor::Command(CommandExecutor {
                 command,
                 locate,
+                state,
+                resume,
                 timeout,
                 state_dir: state_dir(&m.db_path),
             });

@@ -9,5 +9,6 @@ pub mod netns;
 pub mod proc;
 pub mod prom_text;
 pub mod scrape;
+pub mod vm_fault;
 pub mod webhook;
 pub mod xenstored;
