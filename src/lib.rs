@@ -26,6 +26,10 @@
 //! writes the text format and [`http`] serves it. The product (layers 1–8)
 //! never sees the command line or the demo.
 
+// The product's own lint on top of Cargo.toml's `[lints]` (which also cover
+// tests): a function that can return an error returns it, never unwraps.
+#![deny(clippy::unwrap_in_result)]
+
 pub mod cli;
 pub mod collector;
 pub mod config;

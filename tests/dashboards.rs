@@ -6,8 +6,9 @@ mod support;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use support::dashboards::{
-    BUILTIN_VARIABLES, Dashboard, Origin, Substitution, is_row, known_metric_names,
-    load_dashboards, metric_names, parse_label_values, str_field, variable_query, variables_used,
+    BUILTIN_VARIABLES, Dashboard, Origin, Substitution, is_counter, is_row, known_metric_names,
+    load_dashboards, metric_names, parse_label_values, selectors, str_field, variable_query,
+    variables_used,
 };
 
 /// Grafana 11.0-11.2 save dashboards with schema version 39 (docker-compose.yml pins 11.2);
@@ -20,60 +21,115 @@ const REQUIRED_UIDS: &[&str] = &["xentinel-cluster", "xentinel-domain", "xentine
 /// Variables every dashboard has.
 const REQUIRED_VARIABLES: &[&str] = &["datasource", "job", "instance"];
 
-/// Functions whose range must be `$__rate_interval`.
+/// Functions whose range must be `$__rate_interval` (`increase` in a stat panel: `$__range`).
 const RANGE_FUNCTIONS: &[&str] = &["rate", "irate", "increase"];
+
+/// The labels every query matches on with a template variable, and whose variables' "All"
+/// value is `.+` (any value, but the label present) rather than Grafana's alternation of every
+/// value it knows (a regex that grows with the fleet and misses new instances).
+const SCOPE_LABELS: &[&str] = &["job", "instance"];
 
 fn is_datasource_ref(value: Option<&Value>) -> bool {
     let uid = value.and_then(|ds| ds.get("uid")).and_then(Value::as_str);
     matches!(uid, Some("${datasource}") | Some("$datasource"))
 }
 
-/// For every call of rate(), irate() or increase() in `expr`: its argument, if its range is not
-/// exactly `[$__rate_interval]`.
-fn ranges_without_rate_interval(expr: &str) -> Vec<String> {
+/// Each call of `function(...)` in `expr` (as a whole word): its byte span and its argument.
+fn calls<'a>(expr: &'a str, function: &str) -> Vec<(std::ops::Range<usize>, &'a str)> {
     let bytes = expr.as_bytes();
     let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = expr[from..].find(function) {
+        let start = from + pos;
+        let end = start + function.len();
+        from = end;
+        if start > 0 && is_ident(bytes[start - 1]) || end < bytes.len() && is_ident(bytes[end]) {
+            continue; // part of a longer identifier
+        }
+        let rest = expr[end..].trim_start();
+        if !rest.starts_with('(') {
+            continue;
+        }
+        let open = expr.len() - rest.len();
+        let mut depth = 0;
+        for (k, c) in rest.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        out.push((start..open + k + 1, &rest[1..k]));
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The ranges (`[...]`) written in a call's argument.
+fn ranges_of(argument: &str) -> Vec<&str> {
+    argument
+        .split('[')
+        .skip(1)
+        .map(|r| r.split(']').next().unwrap_or(r))
+        .collect()
+}
+
+/// For every call of rate(), irate() or increase() in `expr`: its argument, if its range is not
+/// exactly `[$__rate_interval]`, or for increase() `[<increase_range>]`.
+fn ranges_without_rate_interval(expr: &str, increase_range: &str) -> Vec<String> {
     let mut bad = Vec::new();
     for function in RANGE_FUNCTIONS {
-        let mut from = 0;
-        while let Some(pos) = expr[from..].find(function) {
-            let start = from + pos;
-            let end = start + function.len();
-            from = end;
-            if start > 0 && is_ident(bytes[start - 1]) || end < bytes.len() && is_ident(bytes[end])
-            {
-                continue; // part of a longer identifier
-            }
-            let rest = expr[end..].trim_start();
-            if !rest.starts_with('(') {
-                continue;
-            }
-            let mut depth = 0;
-            let mut argument = rest;
-            for (k, c) in rest.char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            argument = &rest[1..k];
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let ranges: Vec<&str> = argument
-                .split('[')
-                .skip(1)
-                .map(|r| r.split(']').next().unwrap_or(r))
-                .collect();
-            if ranges.is_empty() || ranges.iter().any(|r| *r != "$__rate_interval") {
+        let want = if *function == "increase" {
+            increase_range
+        } else {
+            "$__rate_interval"
+        };
+        for (_, argument) in calls(expr, function) {
+            let ranges = ranges_of(argument);
+            if ranges.is_empty() || ranges.iter().any(|r| *r != want) {
                 bad.push(format!("{function}({argument})"));
             }
         }
     }
     bad
+}
+
+/// The counters a stat panel's query shows raw: counter selectors outside
+/// `increase(...[$__range])`. A stat shows one number for the dashboard's time range; a raw
+/// counter is a total since the process started, which resets with it.
+fn raw_counters(expr: &str) -> Vec<String> {
+    let mut rest = expr.to_owned();
+    let mut spans: Vec<std::ops::Range<usize>> = calls(expr, "increase")
+        .into_iter()
+        .filter(|(_, arg)| {
+            let r = ranges_of(arg);
+            !r.is_empty() && r.iter().all(|r| *r == "$__range")
+        })
+        .map(|(span, _)| span)
+        .collect();
+    spans.sort_by_key(|s| std::cmp::Reverse(s.start));
+    for span in spans {
+        rest.replace_range(span, " ");
+    }
+    selectors(&rest)
+        .into_iter()
+        .filter_map(|s| s.metric)
+        .filter(|m| is_counter(m))
+        .collect()
+}
+
+/// The scope labels (`job`, `instance`) a selector does not match with a template variable.
+fn unscoped(selector: &support::dashboards::Selector, labels: &[&str]) -> Vec<String> {
+    labels
+        .iter()
+        .filter(|l| !selector.matcher(l).is_some_and(|v| v.contains('$')))
+        .map(|l| l.to_string())
+        .collect()
 }
 
 /// Every convention a single dashboard breaks, one message per problem, naming dashboard and
@@ -108,11 +164,23 @@ fn check_dashboard(dashboard: &Dashboard, known_metrics: &BTreeSet<String>) -> V
                         "variable ${var}: datasource is not ${{datasource}}"
                     ));
                 }
-                if parse_label_values(variable_query(variable)).is_none() {
-                    problem(format!(
+                match parse_label_values(variable_query(variable)) {
+                    None => problem(format!(
                         "variable ${var}: query {:?} is not label_values(...)",
                         variable_query(variable)
-                    ));
+                    )),
+                    Some((_, label)) if SCOPE_LABELS.contains(&label) => {
+                        let all = variable.get("allValue").and_then(Value::as_str);
+                        if variable.get("includeAll").and_then(Value::as_bool) != Some(true)
+                            || all != Some(".+")
+                        {
+                            problem(format!(
+                                "variable ${var}: allValue is {all:?} (includeAll {:?}), expected \".+\" with includeAll",
+                                variable.get("includeAll")
+                            ));
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
             other => problem(format!("variable ${var}: unexpected type {other:?}")),
@@ -200,15 +268,64 @@ fn check_dashboard(dashboard: &Dashboard, known_metrics: &BTreeSet<String>) -> V
     }
 
     // Queries, wherever they are.
+    let panel_types: BTreeMap<u64, &str> = dashboard
+        .panels()
+        .into_iter()
+        .filter_map(|p| Some((p.get("id")?.as_u64()?, str_field(p, "type"))))
+        .collect();
     for query in dashboard.queries() {
         let origin = match &query.origin {
             Origin::Panel { id, title, ref_id } => format!("panel {id} {title:?} query {ref_id}"),
             Origin::Annotation { name } => format!("annotation {name:?}"),
             Origin::Variable { name } => format!("variable ${name}"),
         };
-        for call in ranges_without_rate_interval(&query.expr) {
+        let stat = matches!(&query.origin, Origin::Panel { id, .. } if panel_types.get(id) == Some(&"stat"));
+        let increase_range = if stat { "$__range" } else { "$__rate_interval" };
+        for call in ranges_without_rate_interval(&query.expr, increase_range) {
+            let want = if call.starts_with("increase") {
+                increase_range
+            } else {
+                "$__rate_interval"
+            };
+            problem(format!("{origin}: range of {call} is not [{want}]"));
+        }
+        if stat {
+            for counter in raw_counters(&query.expr) {
+                problem(format!(
+                    "{origin}: counter {counter} in a stat panel is not inside increase(...[$__range])"
+                ));
+            }
+        }
+        // Every selector is scoped by the dashboard's job and instance variables; a variable's
+        // own query needs only the scope labels listed before its own.
+        let (selector_text, required): (String, Vec<&str>) = match &query.origin {
+            Origin::Variable { .. } => match parse_label_values(&query.expr) {
+                Some((sel, label)) => {
+                    let upto = SCOPE_LABELS.iter().position(|l| *l == label);
+                    let required = match upto {
+                        Some(k) => SCOPE_LABELS[..k].to_vec(),
+                        None => SCOPE_LABELS.to_vec(),
+                    };
+                    (sel.unwrap_or("").to_owned(), required)
+                }
+                None => (String::new(), vec![]),
+            },
+            _ => (query.expr.clone(), SCOPE_LABELS.to_vec()),
+        };
+        for selector in selectors(&selector_text) {
+            for label in unscoped(&selector, &required) {
+                problem(format!(
+                    "{origin}: selector {} has no {label} matcher with a variable",
+                    selector.metric.as_deref().unwrap_or("{...}")
+                ));
+            }
+        }
+        if matches!(query.origin, Origin::Variable { .. })
+            && !required.is_empty()
+            && selectors(&selector_text).is_empty()
+        {
             problem(format!(
-                "{origin}: range of {call} is not [$__rate_interval]"
+                "{origin}: label_values without a selector cannot be scoped by {required:?}"
             ));
         }
         for metric in metric_names(&query.expr) {
@@ -300,9 +417,9 @@ fn good_dashboard() -> Value {
         "schemaVersion": SCHEMA_VERSION,
         "templating": {"list": [
             {"name": "datasource", "type": "datasource", "query": "prometheus"},
-            {"name": "job", "type": "query", "datasource": ds,
+            {"name": "job", "type": "query", "datasource": ds, "includeAll": true, "allValue": ".+",
              "query": {"query": "label_values(xen_host_info, job)"}},
-            {"name": "instance", "type": "query", "datasource": ds,
+            {"name": "instance", "type": "query", "datasource": ds, "includeAll": true, "allValue": ".+",
              "query": "label_values(xen_host_info{job=~\"$job\"}, instance)"},
         ]},
         "annotations": {"list": [
@@ -313,7 +430,11 @@ fn good_dashboard() -> Value {
             {"id": 2, "type": "timeseries", "title": "CPU", "description": "CPU.",
              "datasource": ds, "fieldConfig": {"defaults": {"unit": "percentunit"}},
              "targets": [{"refId": "A", "datasource": ds,
-                          "expr": "sum by (instance) (rate(xen_domain_cpu_seconds_total{job=~\"$job\"}[$__rate_interval])) / on (instance) instance_domain:xen_domain_cpu_usage:ratio_rate2m"}]},
+                          "expr": "sum by (instance) (rate(xen_domain_cpu_seconds_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval])) / on (instance) instance_domain:xen_domain_cpu_usage:ratio_rate2m{job=~\"$job\", instance=~\"$instance\"}"}]},
+            {"id": 3, "type": "stat", "title": "Evacuations", "description": "Started.",
+             "datasource": ds, "fieldConfig": {"defaults": {"unit": "none"}},
+             "targets": [{"refId": "A", "datasource": ds, "instant": true,
+                          "expr": "sum(increase(xentinel_evacuations_started_total{job=~\"$job\", instance=~\"$instance\"}[$__range])) + sum(xentinel_migrations_in_flight{job=~\"$job\", instance=~\"$instance\"})"}]},
         ],
     })
 }
@@ -402,6 +523,61 @@ fn checker_reports_each_broken_convention() {
             d["panels"][1]["id"] = json!(1)
         }),
         ("no queries", |d| d["panels"][1]["targets"] = json!([])),
+        (
+            "variable $job: allValue is Some(\".*\") (includeAll Some(Bool(true))), expected",
+            |d| d["templating"]["list"][1]["allValue"] = json!(".*"),
+        ),
+        ("variable $instance: allValue is None", |d| {
+            d["templating"]["list"][2]
+                .as_object_mut()
+                .unwrap()
+                .remove("allValue");
+        }),
+        (
+            "panel 2 \"CPU\" query A: selector xen_domain_vcpus has no instance matcher",
+            |d| {
+                d["panels"][1]["targets"][0]["expr"] =
+                    json!("xen_domain_vcpus{job=~\"$job\", instance=\"xen1:10025\"}")
+            },
+        ),
+        (
+            "panel 2 \"CPU\" query A: selector up has no job matcher",
+            |d| d["panels"][1]["targets"][0]["expr"] = json!("count(up{instance=~\"$instance\"})"),
+        ),
+        (
+            "annotation \"Evacuations\": selector ALERTS has no job matcher",
+            |d| {
+                d["annotations"]["list"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({
+                        "name": "Evacuations", "datasource": {"uid": "${datasource}"},
+                        "expr": "ALERTS{instance=~\"$instance\"}"
+                    }))
+            },
+        ),
+        (
+            "variable $instance: selector xen_host_info has no job matcher",
+            |d| {
+                d["templating"]["list"][2]["query"] = json!("label_values(xen_host_info, instance)")
+            },
+        ),
+        (
+            "panel 3 \"Evacuations\" query A: counter xentinel_evacuations_started_total in a stat panel",
+            |d| {
+                d["panels"][2]["targets"][0]["expr"] = json!(
+                    "sum(xentinel_evacuations_started_total{job=~\"$job\", instance=~\"$instance\"})"
+                )
+            },
+        ),
+        (
+            "panel 3 \"Evacuations\" query A: range of increase(xentinel_evacuations_started_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]) is not [$__range]",
+            |d| {
+                d["panels"][2]["targets"][0]["expr"] = json!(
+                    "sum(increase(xentinel_evacuations_started_total{job=~\"$job\", instance=~\"$instance\"}[$__rate_interval]))"
+                )
+            },
+        ),
         ("annotation \"Evacuations\": datasource is not", |d| {
             d["annotations"]["list"]
                 .as_array_mut()
@@ -496,7 +672,7 @@ fn substitution_replaces_every_syntax() {
     assert_eq!(
         s.apply(r#"rate(x{host=~"$host", job=~"${job}", instance=~"${instance:regex}", domain=~"[[domain]]"}[$__rate_interval])"#)
             .unwrap(),
-        r#"rate(x{host=~"xen1", job=~".*", instance=~".*", domain=~".*"}[1m])"#
+        r#"rate(x{host=~"xen1", job=~".+", instance=~".+", domain=~".*"}[1m])"#
     );
     // Longer built-in names are not cut at a shorter one's end.
     assert_eq!(
@@ -522,4 +698,30 @@ fn label_values_queries_split() {
     );
     assert_eq!(parse_label_values("label_values(job)"), Some((None, "job")));
     assert_eq!(parse_label_values("query_result(up)"), None);
+}
+
+#[test]
+fn selectors_find_every_series_selector() {
+    let expr = r#"histogram_quantile(0.99, sum by (instance, le) (rate(xentinel_heartbeat_rtt_seconds_bucket{job=~"$job", instance=~"${instance}"}[$__rate_interval])))
+        / on (instance) group_left (host) count without (peer) (up == 1) + ALERTS{alertname="X"} + {__name__="y"}
+        + label_replace(xen_host_info, "host", "$1", "instance", "(.+)") offset 5m"#;
+    let found: Vec<(Option<String>, usize)> = selectors(expr)
+        .into_iter()
+        .map(|s| (s.metric, s.matchers.len()))
+        .collect();
+    let name = |n: &str| Some(n.to_owned());
+    assert_eq!(
+        found,
+        [
+            (name("xentinel_heartbeat_rtt_seconds_bucket"), 2),
+            (name("up"), 0),
+            (name("ALERTS"), 1),
+            (None, 1),
+            (name("xen_host_info"), 0),
+        ]
+    );
+    let first = &selectors(expr)[0];
+    assert_eq!(first.matcher("instance"), Some("${instance}"));
+    assert_eq!(first.matcher("job"), Some("$job"));
+    assert!(is_counter("xentinel_evacuations_started_total") && !is_counter("xen_host_cpus"));
 }

@@ -87,6 +87,26 @@ fn yaml(relative: &str) -> Value {
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"))
 }
 
+/// A Prometheus duration made of one number and one unit: `30s`, `1m`, `1h`, `500ms`.
+fn duration(text: &str) -> std::time::Duration {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or_else(|| panic!("no unit in duration {text:?}"));
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("bad duration {text:?}"));
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => panic!("unit {unit:?} of {text:?} is not ms, s, m, h or d"),
+    };
+    std::time::Duration::from_millis(n * ms)
+}
+
 fn alerts() -> Vec<Value> {
     rules()
         .into_iter()
@@ -195,6 +215,38 @@ fn host_warning_failure_alert_triggers_evacuation() {
         alert["for"].is_null(),
         "XentinelHostWarningFailure must not have `for`"
     );
+    // A clear must hold for two scrapes and two evaluations before the alert resolves (one
+    // flapping 0 cancels nothing), and a missed scrape is no clear at all: the expression reads
+    // the last value reported, over a window far longer than keep_firing_for.
+    let prometheus = yaml("prometheus/prometheus.yml");
+    let keep = duration(alert["keep_firing_for"].as_str().expect("keep_firing_for"));
+    for interval in ["scrape_interval", "evaluation_interval"] {
+        let iv = duration(prometheus["global"][interval].as_str().unwrap());
+        assert!(
+            keep >= 2 * iv,
+            "keep_firing_for {keep:?} is shorter than two {interval}s ({iv:?})"
+        );
+    }
+    let expr = alert["expr"].as_str().unwrap();
+    let windows: Vec<std::time::Duration> = expr
+        .match_indices("last_over_time(")
+        .map(|(at, _)| {
+            let rest = &expr[at..];
+            let range = &rest[rest.find('[').unwrap() + 1..rest.find(']').unwrap()];
+            duration(range)
+        })
+        .collect();
+    assert_eq!(
+        windows.len(),
+        2,
+        "both branches (with and without a host label) read the last value reported: {expr}"
+    );
+    assert!(
+        windows
+            .iter()
+            .all(|w| *w >= std::time::Duration::from_secs(30 * 60)),
+        "a host silent for less than 30 minutes must stay evacuated: {expr}"
+    );
     // Only this alert may trigger migrations.
     for other in &alerts {
         if other["alert"] != alert["alert"] {
@@ -244,9 +296,20 @@ fn every_alert_has_a_firing_and_a_quiet_test_case() {
         .iter()
         .map(|a| a["alert"].as_str().unwrap().to_owned())
         .collect();
+    // An always-firing alert (the watchdog, `expr: vector(1)`) cannot have a quiet case.
+    let always_firing: BTreeSet<String> = alerts()
+        .iter()
+        .filter(|a| a["expr"].as_str().map(str::trim) == Some("vector(1)"))
+        .map(|a| a["alert"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        always_firing.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["XentinelWatchdog"],
+        "exactly one always-firing alert, the watchdog"
+    );
     let missing: Vec<String> = names
         .iter()
-        .filter(|n| !firing.contains(*n) || !quiet.contains(*n))
+        .filter(|n| !firing.contains(*n) || !(quiet.contains(*n) || always_firing.contains(*n)))
         .map(|n| {
             format!(
                 "{n} (firing case: {}, quiet case: {})",
@@ -334,90 +397,236 @@ fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     Ok(response)
 }
 
+/// The real Alertmanager (upstream or Debian name) on a free port with the shipped
+/// configuration, answering `/api/v2/status`; killed on drop.
+struct ShippedAlertmanager {
+    child: Reaped,
+    port: u16,
+    storage: PathBuf,
+    /// The `/api/v2/status` response.
+    status: String,
+}
+
+impl Drop for ShippedAlertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        let _ = fs::remove_dir_all(&self.storage);
+    }
+}
+
+impl ShippedAlertmanager {
+    fn start(name: &str) -> Self {
+        let binary = tool(
+            &["alertmanager", "prometheus-alertmanager"],
+            "prometheus-alertmanager",
+        );
+        let storage = env::temp_dir().join(format!("xentinel-am-{name}-{}", std::process::id()));
+        fs::create_dir_all(&storage).unwrap();
+        // A free port: bind, read it, release it for Alertmanager.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&binary)
+            .current_dir(repo_root())
+            .args([
+                "--config.file=prometheus/alertmanager.yml".to_owned(),
+                format!("--storage.path={}", storage.display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--cluster.listen-address=".to_owned(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut child = Reaped(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let status = loop {
+            if let Some(exit) = child.0.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).ok();
+                panic!("{} exited ({exit}):\n{stderr}", binary.display());
+            }
+            if let Ok(response) = http_get(port, "/api/v2/status") {
+                if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
+                    break response;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Alertmanager did not answer on port {port} within 15s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        ShippedAlertmanager {
+            child,
+            port,
+            storage,
+            status,
+        }
+    }
+}
+
 /// The real Alertmanager (upstream or Debian name) loads the configuration and serves it.
 #[test]
 fn alertmanager_loads_the_config() {
-    let binary = tool(
-        &["alertmanager", "prometheus-alertmanager"],
-        "prometheus-alertmanager",
-    );
-    let storage = env::temp_dir().join(format!("xentinel-am-{}", std::process::id()));
-    fs::create_dir_all(&storage).unwrap();
-    // A free port: bind, read it, release it for Alertmanager.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(&binary)
-        .current_dir(repo_root())
-        .args([
-            "--config.file=prometheus/alertmanager.yml".to_owned(),
-            format!("--storage.path={}", storage.display()),
-            format!("--web.listen-address=127.0.0.1:{port}"),
-            "--cluster.listen-address=".to_owned(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let mut child = Reaped(child);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let status = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).ok();
-            panic!("{} exited ({exit}):\n{stderr}", binary.display());
-        }
-        if let Ok(response) = http_get(port, "/api/v2/status") {
-            if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") {
-                break response;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Alertmanager did not answer on port {port} within 15s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    drop(child);
-    let _ = fs::remove_dir_all(&storage);
+    let am = ShippedAlertmanager::start("load");
     // The served configuration is ours: the webhook receiver and its URL.
     assert!(
-        status.contains("xentinel-webhook") && status.contains("demo:10027/alerts"),
-        "Alertmanager serves another configuration:\n{status}"
+        am.status.contains("xentinel-webhook") && am.status.contains("demo:10027/alerts"),
+        "Alertmanager serves another configuration:\n{}",
+        am.status
     );
 }
 
+/// The receivers `amtool` routes `labels` to, in routing order.
+fn routed_to(labels: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "config".to_owned(),
+        "routes".to_owned(),
+        "test".to_owned(),
+        "--config.file=prometheus/alertmanager.yml".to_owned(),
+    ];
+    args.extend(labels.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run(&amtool(), &args);
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every alert of the rules, with its own labels and a host, routed by the shipped
+/// configuration: the evacuation alert to the webhook AND to people (`continue`), the watchdog
+/// to its own receiver only, everything else to people only.
 #[test]
-fn evacuations_route_to_the_webhook_and_nothing_else_does() {
-    let amtool = amtool();
-    let config = "--config.file=prometheus/alertmanager.yml";
-    run(
-        &amtool,
-        &[
+fn every_alert_routes_to_its_receivers() {
+    let mut checked = 0;
+    for alert in alerts() {
+        let name = alert["alert"].as_str().unwrap();
+        let mut labels = vec![format!("alertname={name}"), "host=xen1".to_owned()];
+        for (k, v) in alert["labels"].as_mapping().into_iter().flatten() {
+            labels.push(format!("{}={}", k.as_str().unwrap(), v.as_str().unwrap()));
+        }
+        let expected: &[&str] = match name {
+            "XentinelHostWarningFailure" => &["xentinel-webhook", "people"],
+            "XentinelWatchdog" => &["watchdog"],
+            _ => &["people"],
+        };
+        assert_eq!(routed_to(&labels), expected, "{name} ({labels:?})");
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} alerts routed");
+    // amtool's own verification, on the two routes that matter most.
+    for (receivers, labels) in [
+        (
+            "xentinel-webhook,people",
+            &[
+                "alertname=XentinelHostWarningFailure",
+                "xentinel_action=evacuate",
+                "host=xen1",
+            ][..],
+        ),
+        (
+            "watchdog",
+            &["alertname=XentinelWatchdog", "severity=info"][..],
+        ),
+    ] {
+        let verify = format!("--verify.receivers={receivers}");
+        let mut args = vec![
             "config",
             "routes",
             "test",
-            config,
-            "--verify.receivers=xentinel-webhook",
-            "alertname=XentinelHostWarningFailure",
-            "xentinel_action=evacuate",
-            "host=xen1",
-        ],
-    );
-    run(
-        &amtool,
-        &[
-            "config",
-            "routes",
-            "test",
-            config,
-            "--verify.receivers=default",
-            "alertname=XentinelExporterDown",
-            "host=xen1",
-        ],
-    );
+            "--config.file=prometheus/alertmanager.yml",
+            &verify,
+        ];
+        args.extend_from_slice(labels);
+        run(&amtool(), &args);
+    }
+}
+
+/// `POST` a JSON body to 127.0.0.1:port; the status line and body.
+fn http_post_json(port: u16, path: &str, body: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+/// A real Alertmanager with the shipped inhibit rules: an exporter down on xen1 silences xen1's
+/// other alerts, never the evacuation of xen1 and nothing of xen2.
+#[test]
+fn exporter_down_inhibits_its_hosts_derived_alerts_but_not_the_evacuation() {
+    let am = ShippedAlertmanager::start("inhibit");
+    let alert = |name: &str, host: &str, extra: &[(&str, &str)]| {
+        let mut labels = serde_json::json!({"alertname": name, "host": host, "job": "xentinel",
+            "instance": format!("{host}:10025")});
+        for (k, v) in extra {
+            labels[*k] = serde_json::json!(v);
+        }
+        serde_json::json!({ "labels": labels })
+    };
+    let evacuate = [
+        ("kind", "ups_on_battery"),
+        ("xentinel_action", "evacuate"),
+        ("severity", "warning"),
+    ];
+    let alerts = serde_json::json!([
+        alert("XentinelExporterDown", "xen1", &[("severity", "critical")]),
+        alert("XentinelSourceDown", "xen1", &[("source", "xenstore")]),
+        alert("XentinelDomainCrashed", "xen1", &[("domain", "web")]),
+        alert("XentinelGuestAgentStale", "xen1", &[("domain", "db")]),
+        alert("XentinelHostWarningFailure", "xen1", &evacuate),
+        alert("XentinelSourceDown", "xen2", &[("source", "xenstore")]),
+    ]);
+    let response = http_post_json(am.port, "/api/v2/alerts", &alerts.to_string()).unwrap();
+    assert!(response.contains(" 200 "), "alerts refused: {response}");
+    // alertname@host -> inhibited?
+    let mut inhibited = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while inhibited.len() < 6 || !inhibited.values().any(|&i| i) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Alertmanager inhibited nothing within 15s: {inhibited:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let response = http_get(am.port, "/api/v2/alerts").unwrap();
+        let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+        let listed: serde_json::Value = serde_json::from_str(body).unwrap();
+        inhibited.clear();
+        for a in listed.as_array().unwrap() {
+            let key = format!(
+                "{}@{}",
+                a["labels"]["alertname"].as_str().unwrap(),
+                a["labels"]["host"].as_str().unwrap()
+            );
+            let by = a["status"]["inhibitedBy"].as_array().map_or(0, Vec::len);
+            inhibited.insert(key, by > 0);
+        }
+    }
+    let expected: std::collections::BTreeMap<String, bool> = [
+        ("XentinelExporterDown@xen1", false),
+        ("XentinelSourceDown@xen1", true),
+        ("XentinelDomainCrashed@xen1", true),
+        ("XentinelGuestAgentStale@xen1", true),
+        ("XentinelHostWarningFailure@xen1", false),
+        ("XentinelSourceDown@xen2", false),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(inhibited, expected);
 }
 
 #[test]
@@ -498,14 +707,83 @@ fn docker_compose_config_is_valid() {
     }
 }
 
-/// The host side of each `ports` entry of a service, as `docker-compose config` prints them.
-fn published_ports(compose: &Value, service: &str) -> Vec<u64> {
-    compose["services"][service]["ports"]
+/// `(host address, host port)` of each `ports` entry of a service, as `docker-compose config`
+/// prints them: the long form (`published`, `host_ip`) or a string `[ip:]host:container[/proto]`
+/// (docker-compose 1.29 prints entries with an address that way), port ranges expanded.
+fn published(compose: &Value, service: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for p in compose["services"][service]["ports"]
         .as_sequence()
         .into_iter()
         .flatten()
-        .filter_map(|p| p["published"].as_u64())
+    {
+        if let Some(port) = p["published"].as_u64() {
+            let ip = p["host_ip"].as_str().unwrap_or("0.0.0.0").to_owned();
+            out.push((ip, port));
+            continue;
+        }
+        let text = p
+            .as_str()
+            .unwrap_or_else(|| panic!("{service}: port {p:?}"));
+        let parts: Vec<&str> = text.split('/').next().unwrap().split(':').collect();
+        let (ip, host) = match parts[..] {
+            [ip, host, _] => (ip, host),
+            [host, _] => ("0.0.0.0", host),
+            _ => panic!("{service}: port {text:?} publishes nothing"),
+        };
+        let (from, to) = host.split_once('-').unwrap_or((host, host));
+        for port in from.parse::<u64>().unwrap()..=to.parse::<u64>().unwrap() {
+            out.push((ip.to_owned(), port));
+        }
+    }
+    out
+}
+
+/// The host side of each `ports` entry of a service.
+fn published_ports(compose: &Value, service: &str) -> Vec<u64> {
+    published(compose, service)
+        .into_iter()
+        .map(|(_, port)| port)
         .collect()
+}
+
+/// Every published port listens on 127.0.0.1 only: Alertmanager takes alerts from anyone who
+/// reaches it, and an alert moves domains; the webhook holds a token. Every service has a
+/// healthcheck, and what waits for one waits for a service that has it.
+#[test]
+fn compose_publishes_on_loopback_and_checks_health() {
+    let compose = compose_config();
+    let services = compose["services"].as_mapping().unwrap();
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        for (ip, port) in published(&compose, name) {
+            assert_eq!(ip, "127.0.0.1", "{name} publishes port {port} on {ip}");
+        }
+        let one_shot = service["restart"].as_str() == Some("no");
+        let test = &service["healthcheck"]["test"];
+        assert!(
+            one_shot || test.as_sequence().is_some_and(|t| t.len() >= 2),
+            "{name} has no healthcheck test: {:?}",
+            service["healthcheck"]
+        );
+        for (dep, how) in service["depends_on"].as_mapping().into_iter().flatten() {
+            let dep = dep.as_str().unwrap();
+            match how["condition"].as_str() {
+                Some("service_healthy") => assert!(
+                    services[dep]["healthcheck"]["test"].is_sequence(),
+                    "{name} waits for {dep} to be healthy, which has no healthcheck"
+                ),
+                Some("service_completed_successfully") => assert_eq!(
+                    services[dep]["restart"].as_str(),
+                    Some("no"),
+                    "{name} waits for {dep} to complete, which restarts"
+                ),
+                Some("service_started") => {}
+                other => panic!("{name} depends on {dep} with condition {other:?}"),
+            }
+        }
+    }
+    assert!(published_ports(&compose, "demo").len() >= 5);
 }
 
 /// `(source, target)` of each bind mount of a service.
@@ -540,7 +818,8 @@ fn compose_bind_mounts_exist() {
             count += 1;
         }
     }
-    assert!(count >= 6, "only {count} bind mounts");
+    // prometheus/ (twice), grafana/ (twice): the token is in a volume, not the repository.
+    assert!(count >= 4, "only {count} bind mounts");
 }
 
 /// The port of a `host:port` address.
@@ -619,17 +898,66 @@ fn ports_agree_across_files() {
     assert_eq!(published_ports(&compose, "alertmanager"), [port_of(am)]);
 }
 
+/// The webhook's token is made at the first start (the `token` service, into the
+/// `webhook-token` volume) and read from there by the webhook and Alertmanager; no token file is
+/// committed or mounted from the repository.
 #[test]
-fn token_file_is_mounted_where_alertmanager_reads_it() {
+fn token_is_generated_into_a_volume_both_sides_read() {
     let compose = compose_config();
+    let mounts = |service: &str| -> Vec<String> {
+        compose["services"][service]["volumes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(
+        mounts("token")
+            .iter()
+            .any(|v| v.starts_with("webhook-token:/etc/xentinel")),
+        "the token service does not write the webhook-token volume: {:?}",
+        mounts("token")
+    );
+    let script = compose["services"]["token"]["command"][0].as_str().unwrap();
+    assert!(
+        script.contains("/dev/urandom") && script.contains("/etc/xentinel/webhook.token"),
+        "{script}"
+    );
     for service in ["alertmanager", "demo"] {
         assert!(
-            bind_mounts(&compose, service)
-                .iter()
-                .any(|(_, target)| target == "/etc/xentinel/webhook.token"),
-            "{service} does not mount /etc/xentinel/webhook.token"
+            mounts(service).contains(&"webhook-token:/etc/xentinel:ro".to_owned()),
+            "{service} does not mount the webhook-token volume read-only at /etc/xentinel: {:?}",
+            mounts(service)
+        );
+        assert_eq!(
+            compose["services"][service]["depends_on"]["token"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{service} may start before the token exists"
         );
     }
+    let command: Vec<&str> = compose["services"]["demo"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(command.contains(&"--webhook.token-file=/etc/xentinel/webhook.token"));
+    for (service, _) in compose["services"].as_mapping().unwrap() {
+        for (source, _) in bind_mounts(&compose, service.as_str().unwrap()) {
+            assert!(
+                !source.ends_with(".token"),
+                "{service:?} mounts a token file from the repository: {source}"
+            );
+        }
+    }
+    let committed = run(Path::new("git"), &["ls-files"]);
+    let committed = String::from_utf8_lossy(&committed.stdout);
+    assert!(
+        !committed.lines().any(|f| f.ends_with(".token")),
+        "a token file is committed"
+    );
 }
 
 #[test]

@@ -84,7 +84,7 @@ fn sigkill_mid_step_then_restart_migrates_each_domain_once() {
     std::fs::write(
         &config,
         format!(
-            "webhook:\n  max_parallel_per_source: 1\n  executor:\n    command: [{m}, '{{domain}}', '{{source}}', '{{target}}']\n    locate_command: [{l}, '{{domain}}', '{{host}}']\n    timeout: 30s\n",
+            "webhook:\n  max_parallel_per_source: 1\n  executor:\n    command: [{m}, '{{domain}}', '{{source}}', '{{target}}']\n    locate_command: [{l}, '{{domain}}', '{{host}}']\n    state_command: [sh, -c, 'echo \"$0 1 1024 1 -b---- 0\"', '{{domain}}']\n    timeout: 30s\n",
             m = migrate.display(),
             l = locate.display()
         ),
@@ -268,6 +268,10 @@ fn a_child_whose_pid_was_never_recorded_is_still_awaited() {
             "{domain}".into(),
             "{host}".into(),
         ],
+        state: ["sh", "-c", "echo d1 1 1024 1 -b---- 0"]
+            .map(String::from)
+            .to_vec(),
+        resume: vec!["true".into()],
         timeout: Duration::from_secs(30),
         state_dir: steps_dir,
     });

@@ -5,7 +5,9 @@
 # 1. starts `xentinel guest-agent --interval 1s` (it publishes data/xentinel/* in our own xenstore dir);
 # 2. waits for dom0 to write data/xvmtest/memhog = MB, then touches that much fresh anonymous memory
 #    (busybox dd: malloc(MB) as its buffer, read() from /dev/zero faults in every page, ~256 minor
-#    faults per MB) and answers in data/xvmtest/memhog-result with the /proc/vmstat pgfault delta.
+#    faults per MB) and answers in data/xvmtest/memhog-result with the /proc/vmstat pgfault delta;
+# 3. crashes its kernel (`echo c > /proc/sysrq-trigger`) when dom0 writes data/xvmtest/crash: with
+#    `on_crash = "preserve"` the domain stays, crashed, for the webhook to find.
 # No `set -e`: PID 1 must not exit.
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
@@ -29,6 +31,10 @@ log "up: kernel $(uname -r) domid=$DOMID name=$NAME $(grep MemTotal /proc/meminf
 
 done_mb=
 while true; do
+  if [ -n "$(xenstore-read data/xvmtest/crash 2>/dev/null)" ]; then
+    log "CRASH requested by dom0"
+    echo c >/proc/sysrq-trigger
+  fi
   mb=$(xenstore-read data/xvmtest/memhog 2>/dev/null)
   if [ -n "$mb" ] && [ -z "$done_mb" ]; then
     done_mb=$mb

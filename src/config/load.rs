@@ -49,6 +49,16 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
             };
             errs.push(item_error(text, file, "webhook.exporters", i, &msg));
         }
+        if *cfg.webhook.executor.retries > 10 {
+            let (line, column) = locate_key(text, "webhook.executor.retries");
+            errs.push(ConfigError {
+                file: file.into(),
+                line,
+                column,
+                field: "webhook.executor.retries".into(),
+                message: "at most 10: each retry can take a whole migration".into(),
+            });
+        }
         for (i, p) in cfg.probes.iter().enumerate() {
             if p.domain.is_empty() || *p.target == ProbeTarget::Invalid {
                 errs.push(item_error(

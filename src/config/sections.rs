@@ -231,6 +231,13 @@ pub const DEFAULT_MIGRATE_COMMAND: [&str; 4] = ["xl", "migrate", "{domain}", "{t
 /// Default locate argv (`webhook.executor.locate_command`): exit 0 = the
 /// domain is on this (the source) host.
 pub const DEFAULT_LOCATE_COMMAND: [&str; 3] = ["xl", "domid", "{domain}"];
+/// Default state argv (`webhook.executor.state_command`): `xl list`'s line for
+/// the domain; its state column (`rbpscd`) is read, a non-zero exit means the
+/// domain is not there.
+pub const DEFAULT_STATE_COMMAND: [&str; 3] = ["xl", "list", "{domain}"];
+/// Default resume argv (`webhook.executor.resume_command`), for a domain left
+/// paused on the source.
+pub const DEFAULT_RESUME_COMMAND: [&str; 3] = ["xl", "unpause", "{domain}"];
 
 /// `webhook.executor:` — the command that migrates a domain.
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +249,15 @@ pub struct ExecutorConfig {
     pub locate_command: V<Vec<String>>,
     /// A migration running longer is killed and its step fails.
     pub timeout: V<Dur>,
+    /// argv template printing `{domain}`'s `xl list` line on `{host}` (its state column is read;
+    /// non-zero exit = not there), asked after a failed migration.
+    pub state_command: V<Vec<String>>,
+    /// argv template unpausing `{domain}` on `{host}` (a failed migration left it paused).
+    pub resume_command: V<Vec<String>>,
+    /// Attempts after a failed migration that left the domain running on its source (0..=10).
+    pub retries: V<u32>,
+    /// Wait before the first retry; doubled for each next one, up to `retry_max_backoff`.
+    pub retry_backoff: V<Dur>,
 }
 
 impl Default for ExecutorConfig {
@@ -250,6 +266,10 @@ impl Default for ExecutorConfig {
             command: V(DEFAULT_MIGRATE_COMMAND.map(String::from).to_vec()),
             locate_command: V(DEFAULT_LOCATE_COMMAND.map(String::from).to_vec()),
             timeout: V(Dur(Duration::from_secs(600))),
+            state_command: V(DEFAULT_STATE_COMMAND.map(String::from).to_vec()),
+            resume_command: V(DEFAULT_RESUME_COMMAND.map(String::from).to_vec()),
+            retries: V(2),
+            retry_backoff: V(Dur(Duration::from_secs(5))),
         }
     }
 }

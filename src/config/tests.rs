@@ -80,6 +80,30 @@ fn webhook_section_reports_located_errors() {
     );
     let ok = load_str("webhook:\n  executor:\n    command: [sh, -c, x]\n", "w").unwrap();
     assert_eq!(ok.webhook.executor.command.0, ["sh", "-c", "x"]);
+    let errs = load_str(
+        "webhook:\n  executor:\n    retry_backoff: 2s\n    retries: 11\n",
+        "w",
+    )
+    .unwrap_err()
+    .0;
+    let got: Vec<_> = errs.iter().map(|e| (e.line, e.field.as_str())).collect();
+    assert_eq!(got, [(4, "webhook.executor.retries")], "{errs:#?}");
+    let ok = load_str(
+        "webhook:\n  executor:\n    retries: 0\n    retry_backoff: 2s\n",
+        "w",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            *ok.webhook.executor.retries,
+            ok.webhook.executor.retry_backoff.0.0
+        ),
+        (0, Duration::from_secs(2))
+    );
+    assert_eq!(
+        Config::default().webhook.executor.state_command.0,
+        ["xl", "list", "{domain}"]
+    );
     let text = "webhook:\n  exporters:\n    - host: a\n      url: http://a:1/metrics\n    - host: b\n    - host: a\n      url: http://x:1/metrics\n    - host: c\n      url: http://c:1/metrics\n      uri: x\n";
     let errs = load_str(text, "w.yml").unwrap_err().0;
     let got: Vec<_> = errs

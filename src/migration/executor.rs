@@ -7,6 +7,9 @@
 //! the job log, so an interrupted xentinel (SIGKILL) leaves an `xl migrate` in
 //! flight to finish rather than die of SIGPIPE; recovery waits for it (by pid
 //! and start time) and then asks [`Executor::is_on`] where the domain is.
+//! After a failed migration [`Executor::state`] tells how the domain is on its
+//! source (running, paused, shut down, crashed, gone) and [`Executor::resume`]
+//! brings back one left paused.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -35,6 +38,10 @@ pub struct CommandExecutor {
     pub command: Vec<String>,
     /// Placeholders `{domain}`, `{host}` (the host asked about); exit 0 = the domain is there.
     pub locate: Vec<String>,
+    /// Placeholders `{domain}`, `{host}`: prints the domain's `xl list` line (see [`parse_state`]).
+    pub state: Vec<String>,
+    /// Placeholders `{domain}`, `{host}`: unpauses the domain.
+    pub resume: Vec<String>,
     pub timeout: Duration,
     /// Where children's stderr goes while they run.
     pub state_dir: PathBuf,
@@ -59,6 +66,89 @@ pub struct Outcome {
     pub duration: Option<f64>,
     pub downtime: Option<f64>,
     pub stderr_tail: String,
+    /// Killed at the executor's timeout.
+    pub timed_out: bool,
+}
+
+/// How a domain is on a host, as [`Executor::state`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    /// Running, blocked or runnable.
+    Running,
+    Paused,
+    /// Shut down (powered off, rebooting, suspended) and not crashed.
+    Shutdown,
+    Crashed,
+    /// Not on the host (or dying).
+    Gone,
+}
+
+impl SourceState {
+    /// Lower-case name (the `state` label of the webhook's fault counter).
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceState::Running => "running",
+            SourceState::Paused => "paused",
+            SourceState::Shutdown => "shutdown",
+            SourceState::Crashed => "crashed",
+            SourceState::Gone => "gone",
+        }
+    }
+}
+
+/// Reads the state column of `xl list` output: the first word after a line's
+/// name made of the six flags `r b p s c d`, each its letter or `-`. Dying
+/// wins over crashed, shut down and paused, in that order.
+pub fn parse_state(out: &str) -> Option<(SourceState, String)> {
+    let is_flags =
+        |w: &str| w.len() == 6 && w.bytes().zip(*b"rbpscd").all(|(c, f)| c == f || c == b'-');
+    let flags = out
+        .lines()
+        .find_map(|l| l.split_whitespace().skip(1).find(|w| is_flags(w)))?;
+    let on = |i: usize| flags.as_bytes()[i] != b'-';
+    let state = if on(5) {
+        SourceState::Gone
+    } else if on(4) {
+        SourceState::Crashed
+    } else if on(3) {
+        SourceState::Shutdown
+    } else if on(2) {
+        SourceState::Paused
+    } else {
+        SourceState::Running
+    };
+    Some((state, flags.to_string()))
+}
+
+/// Runs a short command (never through a shell) with a 30 s timeout; returns
+/// its exit code (`None`: killed by a signal), stdout and stderr.
+async fn run_short(argv: &[String]) -> Result<(Option<i32>, String, String), String> {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .map_err(|_| format!("{argv:?} timed out"))?
+        .map_err(|e| format!("cannot run {argv:?}: {e}"))?;
+    let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(STDERR_TAIL)]).into_owned();
+    Ok((out.status.code(), text(&out.stdout), text(&out.stderr)))
+}
+
+/// The program's file name, for a reason.
+fn prog(argv: &[String]) -> &str {
+    let a = argv[0].as_str();
+    a.rsplit('/').next().unwrap_or(a)
+}
+
+/// The first non-empty line of `s`, for a reason.
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
 }
 
 /// A migration in flight.
@@ -123,6 +213,65 @@ impl Executor {
                     .map_err(|_| format!("locate {argv:?} timed out"))?
                     .map_err(|e| format!("cannot run locate {argv:?}: {e}"))?;
                 Ok(st.success())
+            }
+        }
+    }
+
+    /// How `domain` is on `host` now, with what showed it (the state flags or
+    /// the state command's message). A state command exiting non-zero means gone.
+    pub async fn state(&self, domain: &str, host: &str) -> Result<(SourceState, String), String> {
+        match self {
+            Executor::Sim { cluster, .. } => {
+                use crate::snapshot::DomainState as M;
+                let c = cluster.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(match c.domain(domain).filter(|d| d.host == host) {
+                    None => (SourceState::Gone, format!("not in the sim on {host}")),
+                    Some(d) => {
+                        let s = match d.state {
+                            M::Paused => SourceState::Paused,
+                            M::Crashed => SourceState::Crashed,
+                            M::Shutdown => SourceState::Shutdown,
+                            M::Dying => SourceState::Gone,
+                            _ => SourceState::Running,
+                        };
+                        (s, format!("sim state {}", d.state.as_str()))
+                    }
+                })
+            }
+            Executor::Command(c) => {
+                let argv = expand(&c.state, &[("domain", domain), ("host", host)]);
+                match run_short(&argv).await? {
+                    (Some(0), out, _) => parse_state(&out).ok_or_else(|| {
+                        format!(
+                            "no state column in the output of {argv:?}: {:?}",
+                            first_line(&out)
+                        )
+                    }),
+                    (code, out, err) => {
+                        let msg = first_line(if err.trim().is_empty() { &out } else { &err });
+                        let how = code.map_or("was killed".into(), |c| format!("exited {c}"));
+                        Ok((SourceState::Gone, format!("{} {how}: {msg}", prog(&argv))))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unpauses `domain` on `host`.
+    pub async fn resume(&self, domain: &str, host: &str) -> Result<(), String> {
+        match self {
+            Executor::Sim { .. } => Err("the sim cannot resume a domain".into()),
+            Executor::Command(c) => {
+                let argv = expand(&c.resume, &[("domain", domain), ("host", host)]);
+                match run_short(&argv).await? {
+                    (Some(0), _, _) => Ok(()),
+                    (code, out, err) => Err(format!(
+                        "{} {}: {}",
+                        prog(&argv),
+                        code.map_or("was killed".into(), |c| format!("exited {c}")),
+                        first_line(if err.trim().is_empty() { &out } else { &err })
+                    )),
+                }
             }
         }
     }
@@ -230,7 +379,7 @@ impl Started {
                                 reason: String::new(),
                                 duration: Some(duration.as_secs_f64()),
                                 downtime: Some(downtime.as_secs_f64()),
-                                stderr_tail: String::new(),
+                                ..Default::default()
                             };
                         }
                         Some((MigrationState::Failed(r), _)) => return fail(r, ""),
@@ -247,10 +396,13 @@ impl Started {
                         }
                     }
                     if t0.elapsed() > timeout {
-                        return fail(
-                            format!("timed out after {timeout:?} (the sim migration goes on)"),
-                            "",
-                        );
+                        return Outcome {
+                            timed_out: true,
+                            ..fail(
+                                format!("timed out after {timeout:?} (the sim migration goes on)"),
+                                "",
+                            )
+                        };
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
@@ -289,6 +441,7 @@ impl Started {
                         Outcome {
                             reason: format!("timed out after {timeout:?}; killed"),
                             duration: Some(t0.elapsed().as_secs_f64()),
+                            timed_out: true,
                             ..Default::default()
                         }
                     }
@@ -413,6 +566,38 @@ mod tests {
             argv,
             ["ssh", "root@xen1", "xl", "migrate", "a b; rm", "xen2"]
         );
+    }
+
+    #[test]
+    fn xl_list_state_columns_are_read() {
+        // `xl list tinypvh` on Xen 4.17 (tab-separated header, as xl prints it)
+        let line = |flags: &str| {
+            format!(
+                "Name                                        ID   Mem VCPUs\tState\tTime(s)\n\
+                 tinypvh                                      2   192     1     {flags}       3.1\n"
+            )
+        };
+        for (flags, want) in [
+            ("r-----", SourceState::Running),
+            ("-b----", SourceState::Running),
+            ("------", SourceState::Running),
+            ("--p---", SourceState::Paused),
+            ("---s--", SourceState::Shutdown),
+            ("--ps--", SourceState::Shutdown),
+            ("---sc-", SourceState::Crashed),
+            ("----c-", SourceState::Crashed),
+            ("-----d", SourceState::Gone),
+            ("---scd", SourceState::Gone),
+        ] {
+            assert_eq!(parse_state(&line(flags)), Some((want, flags.to_string())));
+        }
+        assert_eq!(parse_state("Name ID Mem VCPUs State Time(s)\n"), None);
+        assert_eq!(
+            parse_state("r----- 1 2\n"),
+            None,
+            "a domain named like flags"
+        );
+        assert_eq!(parse_state("x r-x--- 1\n"), None, "not a flag at its place");
     }
 
     #[test]

@@ -349,6 +349,16 @@ impl JobLog {
         tx.commit()
     }
 
+    /// A running step's migration failed and is tried again: counts the
+    /// attempt and records why (the step stays `running`).
+    pub fn retry_step(&mut self, step: i64, reason: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE steps SET attempts = attempts + 1, reason = ?2 WHERE id = ?1",
+            params![step, reason],
+        )?;
+        Ok(())
+    }
+
     /// Puts a claimed or running step back to `planned` and releases its claim
     /// (recovery found the domain still on its source).
     pub fn requeue(&mut self, step: i64, reason: &str) -> rusqlite::Result<()> {

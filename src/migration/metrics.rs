@@ -21,6 +21,12 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub ignored: IntCounterVec,
     pub alert_to_start: Histogram,
+    /// Attempts repeated after a failed migration left the domain running on its source.
+    pub retries: IntCounter,
+    /// Domains found paused on their source after a failed migration, and resumed.
+    pub resumed: IntCounter,
+    /// Failed migrations that left the domain `crashed`, `shutdown`, `gone` or `paused` (not resumable).
+    pub domain_faults: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -101,6 +107,22 @@ impl Metrics {
                 ]),
             )
             .expect("valid"),
+            retries: counter(
+                "xentinel_migration_retries_total",
+                "Migration attempts repeated because a failed one left the domain running on its source.",
+            ),
+            resumed: counter(
+                "xentinel_migration_domains_resumed_total",
+                "Domains a failed migration left paused on their source, resumed by the webhook.",
+            ),
+            domain_faults: IntCounterVec::new(
+                Opts::new(
+                    "xentinel_migration_domain_faults_total",
+                    "Failed migrations after which the domain was crashed, shut down, gone from its source, or paused and not resumable, by state.",
+                ),
+                &["state"],
+            )
+            .expect("valid"),
             registry,
         };
         let r = &m.registry;
@@ -115,6 +137,9 @@ impl Metrics {
             Box::new(m.requests.clone()),
             Box::new(m.ignored.clone()),
             Box::new(m.alert_to_start.clone()),
+            Box::new(m.retries.clone()),
+            Box::new(m.resumed.clone()),
+            Box::new(m.domain_faults.clone()),
         ];
         for c in reg {
             r.register(c).expect("unique names");
@@ -127,6 +152,9 @@ impl Metrics {
         }
         for reason in ["not_evacuate", "duplicate", "resolved_without_job"] {
             m.ignored.with_label_values(&[reason]);
+        }
+        for state in ["crashed", "shutdown", "gone", "paused"] {
+            m.domain_faults.with_label_values(&[state]);
         }
         m
     }
@@ -172,6 +200,10 @@ mod tests {
             "xentinel_webhook_requests_total{code=\"200\"} 1",
             "xentinel_alerts_ignored_total{reason=\"not_evacuate\"} 1",
             "xentinel_alert_to_migration_start_seconds_count 0",
+            "xentinel_migration_retries_total 0",
+            "xentinel_migration_domains_resumed_total 0",
+            "xentinel_migration_domain_faults_total{state=\"crashed\"} 0",
+            "xentinel_migration_domain_faults_total{state=\"paused\"} 0",
         ] {
             assert!(t.contains(name), "{name} missing from\n{t}");
         }

@@ -70,7 +70,10 @@ pub struct EngineOptions {
 /// Why the webhook or `evacuate` cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("webhook.executor.command and locate_command must not be empty")]
+    #[error(
+        "webhook.executor.command, locate_command, state_command and resume_command must not \
+         be empty"
+    )]
     EmptyCommand,
     #[error("--prometheus.url and webhook.exporters both choose where to plan from: use one")]
     TwoInventories,
@@ -108,6 +111,8 @@ pub fn settings(cfg: &WebhookConfig, dry_run: bool) -> Settings {
         max_per_source: *cfg.max_parallel_per_source as usize,
         max_per_target: *cfg.max_parallel_per_target as usize,
         backoff_max: cfg.retry_max_backoff.0.0,
+        migrate_retries: *cfg.executor.retries,
+        migrate_backoff: cfg.executor.retry_backoff.0.0,
         dry_run,
     }
 }
@@ -127,27 +132,34 @@ pub fn executor_and_inventory(
             Some(c.clone()),
         ),
         kind => {
-            let (command, locate) = if matches!(kind, ExecutorChoice::Xl) {
+            let e = &cfg.executor;
+            let (command, locate, state, resume) = if matches!(kind, ExecutorChoice::Xl) {
+                let v = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
                 (
-                    crate::config::DEFAULT_MIGRATE_COMMAND
-                        .map(String::from)
-                        .to_vec(),
-                    crate::config::DEFAULT_LOCATE_COMMAND
-                        .map(String::from)
-                        .to_vec(),
+                    v(&crate::config::DEFAULT_MIGRATE_COMMAND),
+                    v(&crate::config::DEFAULT_LOCATE_COMMAND),
+                    v(&crate::config::DEFAULT_STATE_COMMAND),
+                    v(&crate::config::DEFAULT_RESUME_COMMAND),
                 )
             } else {
                 (
-                    cfg.executor.command.0.clone(),
-                    cfg.executor.locate_command.0.clone(),
+                    e.command.0.clone(),
+                    e.locate_command.0.clone(),
+                    e.state_command.0.clone(),
+                    e.resume_command.0.clone(),
                 )
             };
-            if command.is_empty() || locate.is_empty() {
+            if [&command, &locate, &state, &resume]
+                .iter()
+                .any(|c| c.is_empty())
+            {
                 return Err(SetupError::EmptyCommand);
             }
             let ex = Executor::Command(CommandExecutor {
                 command,
                 locate,
+                state,
+                resume,
                 timeout,
                 state_dir: state_dir(&o.db_path),
             });

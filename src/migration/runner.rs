@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 
-use super::executor::{self, Executor, StepSpec};
+use super::executor::{self, Executor, Outcome, SourceState, StepSpec};
 use super::joblog::{Claim, JobLog, NewStep, Step, StepEnd};
 use super::metrics::Metrics;
 use super::planner::{self, Inventory, PlanConfig};
@@ -34,8 +34,12 @@ pub struct Settings {
     pub headroom_bytes: u64,
     pub max_per_source: usize,
     pub max_per_target: usize,
-    /// Longest wait between inventory retries.
+    /// Longest wait between inventory retries (and between migration attempts).
     pub backoff_max: Duration,
+    /// Attempts after a failed migration that left the domain running on its source.
+    pub migrate_retries: u32,
+    /// Wait before the first of them; doubled for each next one.
+    pub migrate_backoff: Duration,
     /// Plan and record, never migrate.
     pub dry_run: bool,
 }
@@ -47,6 +51,8 @@ impl Default for Settings {
             max_per_source: 2,
             max_per_target: 1,
             backoff_max: Duration::from_secs(30),
+            migrate_retries: 2,
+            migrate_backoff: Duration::from_secs(5),
             dry_run: false,
         }
     }
@@ -409,6 +415,24 @@ impl Engine {
             }
             Err(e) => return self.end_step(s, end("failed", e.to_string())),
         }
+        // A crashed or shut-down domain cannot move (`xl migrate` of a crashed
+        // domain hangs until the timeout on Xen 4.17): fail now, and count it.
+        match self.executor.state(&s.domain, &s.source).await {
+            Ok((st @ (SourceState::Crashed | SourceState::Shutdown | SourceState::Gone), seen)) => {
+                self.metrics
+                    .domain_faults
+                    .with_label_values(&[st.name()])
+                    .inc();
+                let why = format!("{} on {} ({seen}): not migrated", st.name(), s.source);
+                return self.end_step(s, end("failed", why));
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!(
+                "step {} ({}): migrating without its state: {e}",
+                s.id,
+                s.domain
+            ),
+        }
         let spec = StepSpec {
             id: s.id,
             domain: s.domain.clone(),
@@ -416,22 +440,62 @@ impl Engine {
             target: target.into(),
             memory_bytes: s.memory_bytes,
         };
-        let started = match self.executor.start(&spec).await {
-            Ok(st) => st,
-            Err(e) => return self.end_step(s, end("failed", e.to_string())),
+        // Attempts: after a failure, `after_failure` finds the domain on its
+        // source and says whether to try again; `notes` is what the log shows.
+        let (mut notes, mut tails) = (Vec::<String>::new(), String::new());
+        let mut attempt = 1;
+        let mut failed_before: Option<Option<f64>> = None; // the last failed attempt's duration
+        let (out, failure) = loop {
+            let started = match self.executor.start(&spec).await {
+                Ok(st) => st,
+                Err(e) => {
+                    if let Some(d) = failed_before {
+                        self.metrics.observe_migration(false, d, None);
+                    }
+                    notes.push(e);
+                    return self.end_step(s, end("failed", notes.join("; ")));
+                }
+            };
+            match self.db(|l| l.mark_running(s.id, started.pid())) {
+                Ok(Some(first)) => self
+                    .metrics
+                    .alert_to_start
+                    .observe((first - starts_at_unix).max(0.0)),
+                Ok(None) => {}
+                Err(e) => log::error!("step {}: {e}", s.id),
+            }
+            self.metrics.in_flight.inc();
+            self.step_event(s, "running", 0.0, "");
+            let out = started.wait(|p| self.step_event(s, "running", p, "")).await;
+            self.metrics.in_flight.dec();
+            if !out.stderr_tail.is_empty() {
+                tails.push_str(&format!("--- attempt {attempt}\n{}", out.stderr_tail));
+            }
+            if out.ok {
+                if attempt > 1 {
+                    notes.push(format!("done on attempt {attempt}"));
+                }
+                break (out, None);
+            }
+            match self.after_failure(s, &out, attempt).await {
+                Ok(note) => {
+                    let wait = self
+                        .settings
+                        .migrate_backoff
+                        .saturating_mul(1 << (attempt - 1).min(16))
+                        .min(self.settings.backoff_max);
+                    notes.push(format!("{note}; retrying in {wait:?}"));
+                    log::warn!("step {} ({}): {}", s.id, s.domain, notes.join("; "));
+                    if let Err(e) = self.db(|l| l.retry_step(s.id, &notes.join("; "))) {
+                        log::error!("step {}: {e}", s.id);
+                    }
+                    tokio::time::sleep(wait).await;
+                    failed_before = Some(out.duration);
+                    attempt += 1;
+                }
+                Err(reason) => break (out, Some(reason)),
+            }
         };
-        match self.db(|l| l.mark_running(s.id, started.pid())) {
-            Ok(Some(first)) => self
-                .metrics
-                .alert_to_start
-                .observe((first - starts_at_unix).max(0.0)),
-            Ok(None) => {}
-            Err(e) => log::error!("step {}: {e}", s.id),
-        }
-        self.metrics.in_flight.inc();
-        self.step_event(s, "running", 0.0, "");
-        let out = started.wait(|p| self.step_event(s, "running", p, "")).await;
-        self.metrics.in_flight.dec();
         self.metrics
             .observe_migration(out.ok, out.duration, out.downtime);
         log::info!(
@@ -440,18 +504,83 @@ impl Engine {
             s.domain,
             s.source,
             target,
-            if out.ok { "done" } else { &out.reason }
+            failure.as_deref().unwrap_or("done")
         );
+        notes.extend(failure);
+        let cut = tails.len().saturating_sub(executor::STDERR_TAIL);
+        let cut = (cut..tails.len())
+            .find(|&i| tails.is_char_boundary(i))
+            .unwrap_or(0);
         self.end_step(
             s,
             StepEnd {
                 state: if out.ok { "done" } else { "failed" },
-                reason: out.reason,
+                reason: notes.join("; "),
                 duration: out.duration,
                 downtime: out.downtime,
-                stderr_tail: out.stderr_tail,
+                stderr_tail: if attempt > 1 {
+                    tails[cut..].to_string()
+                } else {
+                    out.stderr_tail
+                },
             },
         );
+    }
+
+    /// A migration attempt failed: finds the domain on its source. `Ok(note)`:
+    /// it runs there (resumed if it was paused), try again; `Err(reason)`: the
+    /// step fails (retries used up, a timeout, or the domain crashed, shut
+    /// down or gone, which `domain_faults` counts for the alert).
+    async fn after_failure(&self, s: &Step, out: &Outcome, attempt: u32) -> Result<String, String> {
+        let why = format!("attempt {attempt}: {}", out.reason);
+        let (state, seen) = match self.executor.state(&s.domain, &s.source).await {
+            Ok(x) => x,
+            Err(e) => return Err(format!("{why}; cannot tell how {} is: {e}", s.domain)),
+        };
+        let mut note = format!("{why}; {} on {} ({seen})", state.name(), s.source);
+        match state {
+            SourceState::Running => {}
+            SourceState::Paused => match self.resume(s).await {
+                Ok(()) => {
+                    self.metrics.resumed.inc();
+                    note.push_str(": resumed");
+                }
+                Err(e) => {
+                    self.metrics
+                        .domain_faults
+                        .with_label_values(&["paused"])
+                        .inc();
+                    return Err(format!("{note}: resume failed: {e}"));
+                }
+            },
+            other => {
+                self.metrics
+                    .domain_faults
+                    .with_label_values(&[other.name()])
+                    .inc();
+                return Err(note);
+            }
+        }
+        if out.timed_out || attempt > self.settings.migrate_retries {
+            let why = if out.timed_out {
+                "not retried after a timeout"
+            } else {
+                "no retries left"
+            };
+            return Err(format!("{note}; {why}"));
+        }
+        self.metrics.retries.inc();
+        Ok(note)
+    }
+
+    /// Unpauses a step's domain on its source and checks that it runs (`xl
+    /// unpause` exits 0 even when it could not unpause).
+    async fn resume(&self, s: &Step) -> Result<(), String> {
+        self.executor.resume(&s.domain, &s.source).await?;
+        match self.executor.state(&s.domain, &s.source).await? {
+            (SourceState::Running, _) => Ok(()),
+            (st, seen) => Err(format!("still {} after resuming ({seen})", st.name())),
+        }
     }
 
     /// A step a previous run left claimed or running: wait for its orphaned

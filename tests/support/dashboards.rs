@@ -288,7 +288,8 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
 
 /// Values for template variables, to turn a dashboard query into plain PromQL.
 ///
-/// The defaults select everything: label variables become `.*` (dashboards always match them
+/// The defaults select everything: `job` and `instance` variables become `.+` (their `allValue`:
+/// the label present, any value), other label variables `.*` (dashboards always match them
 /// with `=~`), `$__rate_interval` becomes `1m` (four 15 s scrapes, as Grafana computes it with
 /// the datasource's `timeInterval` of 15s), `$__interval` the scrape interval, `$__range` 1h.
 /// A test against a real Prometheus can pin any of them with [`Substitution::set`].
@@ -302,8 +303,10 @@ impl Default for Substitution {
         let mut values = BTreeMap::new();
         for (name, value) in [
             ("datasource", "xentinel-prometheus"),
-            ("job", ".*"),
-            ("instance", ".*"),
+            ("job", ".+"),
+            ("instance", ".+"),
+            ("exporter_job", ".+"),
+            ("exporter_instance", ".+"),
             ("host", ".*"),
             ("domain", ".*"),
             ("__rate_interval", "1m"),
@@ -564,4 +567,211 @@ pub fn known_metric_names() -> BTreeSet<String> {
     let mut names = contract_metric_names();
     names.extend(recording_rule_names());
     names
+}
+
+// ---------------------------------------------------------------------------------------------
+// Series selectors
+
+/// One series selector of a query: its metric name (if written before the braces) and its
+/// label matchers `(label, operator, value)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selector {
+    pub metric: Option<String>,
+    pub matchers: Vec<(String, String, String)>,
+}
+
+impl Selector {
+    /// The value of the first matcher on `label`, if any.
+    pub fn matcher(&self, label: &str) -> Option<&str> {
+        self.matchers
+            .iter()
+            .find(|(l, _, _)| l == label)
+            .map(|(_, _, v)| v.as_str())
+    }
+}
+
+/// Words that are followed by something other than a selector: aggregations (`sum by (...)
+/// (...)`), set and modifier keywords.
+const NOT_SELECTORS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "atan2",
+    "inf",
+    "nan",
+];
+
+/// Index just past the `close` that matches `chars[from] == open`, skipping quoted strings.
+fn past_matching(chars: &[char], from: usize, open: char, close: char) -> usize {
+    let mut depth = 0;
+    let mut j = from;
+    while j < chars.len() {
+        match chars[j] {
+            '"' | '\'' | '`' => j = past_string(chars, j) - 1,
+            c if c == open => depth += 1,
+            c if c == close => {
+                depth -= 1;
+                if depth == 0 {
+                    return j + 1;
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    chars.len()
+}
+
+/// Index just past the string literal starting at `chars[from]`.
+fn past_string(chars: &[char], from: usize) -> usize {
+    let quote = chars[from];
+    let mut j = from + 1;
+    while j < chars.len() && chars[j] != quote {
+        if chars[j] == '\\' {
+            j += 1;
+        }
+        j += 1;
+    }
+    j + 1
+}
+
+/// The matchers between `{` and `}` (exclusive).
+fn parse_matchers(body: &str) -> Vec<(String, String, String)> {
+    let chars: Vec<char> = body.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        while i < chars.len() && (chars[i].is_whitespace() || chars[i] == ',') {
+            i += 1;
+        }
+        let start = i;
+        while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+            i += 1;
+        }
+        let label: String = chars[start..i].iter().collect();
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        let op_start = i;
+        while i < chars.len() && matches!(chars[i], '=' | '!' | '~') {
+            i += 1;
+        }
+        let op: String = chars[op_start..i].iter().collect();
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        if label.is_empty() || op.is_empty() || i >= chars.len() {
+            break;
+        }
+        let end = past_string(&chars, i);
+        let value: String = chars[i + 1..end.saturating_sub(1).max(i + 1)]
+            .iter()
+            .collect();
+        out.push((label, op, value));
+        i = end;
+    }
+    out
+}
+
+/// Every series selector of a PromQL query, in order: `metric`, `metric{...}` and `{...}`.
+/// Function and aggregation names, keywords, numbers, strings and ranges are skipped.
+pub fn selectors(expr: &str) -> Vec<Selector> {
+    let chars: Vec<char> = expr.chars().collect();
+    let is_start = |c: char| c.is_alphabetic() || c == '_' || c == ':';
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if matches!(c, '"' | '\'' | '`') {
+            i = past_string(&chars, i);
+        } else if c == '[' {
+            i = past_matching(&chars, i, '[', ']');
+        } else if c == '$' {
+            // A template variable outside a string (a range like [$__range] is skipped above).
+            i += 1;
+            while i < chars.len() && (is_ident(chars[i]) || matches!(chars[i], '{' | '}')) {
+                i += 1;
+            }
+        } else if c == '{' {
+            let end = past_matching(&chars, i, '{', '}');
+            let body: String = chars[i + 1..end - 1].iter().collect();
+            out.push(Selector {
+                metric: None,
+                matchers: parse_matchers(&body),
+            });
+            i = end;
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
+            while i < chars.len() && (is_ident(chars[i]) || chars[i] == '.') {
+                i += 1;
+            }
+        } else if is_start(c) {
+            let start = i;
+            while i < chars.len() && is_ident(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut j = i;
+            while j < chars.len() && chars[j].is_whitespace() {
+                j += 1;
+            }
+            let next = chars.get(j).copied();
+            if next == Some('(') {
+                if matches!(
+                    word.as_str(),
+                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
+                ) {
+                    i = past_matching(&chars, j, '(', ')');
+                }
+                continue; // a function call: its arguments are scanned next
+            }
+            if NOT_SELECTORS.contains(&word.as_str()) {
+                continue;
+            }
+            let mut sel = Selector {
+                metric: Some(word),
+                matchers: Vec::new(),
+            };
+            if next == Some('{') {
+                let end = past_matching(&chars, j, '{', '}');
+                let body: String = chars[j + 1..end - 1].iter().collect();
+                sel.matchers = parse_matchers(&body);
+                i = end;
+            }
+            out.push(sel);
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether a metric name is a counter or a histogram's cumulative series by its suffix: a
+/// value that only grows, meaningless shown raw.
+pub fn is_counter(metric: &str) -> bool {
+    ["_total", "_count", "_sum", "_bucket"]
+        .iter()
+        .any(|s| metric.ends_with(s))
 }

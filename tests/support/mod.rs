@@ -9,6 +9,7 @@ pub mod netns;
 pub mod proc;
 pub mod prom_text;
 pub mod scrape;
+pub mod vm_fault;
 pub mod webhook;
 pub mod xenstored;
 
