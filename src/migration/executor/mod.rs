@@ -10,14 +10,26 @@
 //! After a failed migration [`Executor::state`] tells how the domain is on its
 //! source (running, paused, shut down, crashed, gone) and [`Executor::resume`]
 //! brings back one left paused.
+//!
+//! Child processes (short commands, process groups, `/proc`) are in
+//! `process`; reading `xl list`'s state column in `state`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::sim::{MigrationId, MigrationState, SharedCluster};
-/// Bytes of stderr kept in the job log.
-pub const STDERR_TAIL: usize = 4096;
+
+mod process;
+mod state;
+
+pub use process::{
+    STDERR_TAIL, kill_group, kill_pid, proc_start_time, stderr_holders, stderr_path, still_running,
+    take_tail,
+};
+pub use state::{SourceState, parse_state};
+
+use process::{first_line, prog, run_short};
 
 /// Runs migrations.
 #[derive(Clone)]
@@ -68,87 +80,6 @@ pub struct Outcome {
     pub stderr_tail: String,
     /// Killed at the executor's timeout.
     pub timed_out: bool,
-}
-
-/// How a domain is on a host, as [`Executor::state`] finds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceState {
-    /// Running, blocked or runnable.
-    Running,
-    Paused,
-    /// Shut down (powered off, rebooting, suspended) and not crashed.
-    Shutdown,
-    Crashed,
-    /// Not on the host (or dying).
-    Gone,
-}
-
-impl SourceState {
-    /// Lower-case name (the `state` label of the webhook's fault counter).
-    pub fn name(self) -> &'static str {
-        match self {
-            SourceState::Running => "running",
-            SourceState::Paused => "paused",
-            SourceState::Shutdown => "shutdown",
-            SourceState::Crashed => "crashed",
-            SourceState::Gone => "gone",
-        }
-    }
-}
-
-/// Reads the state column of `xl list` output: the first word after a line's
-/// name made of the six flags `r b p s c d`, each its letter or `-`. Dying
-/// wins over crashed, shut down and paused, in that order.
-pub fn parse_state(out: &str) -> Option<(SourceState, String)> {
-    let is_flags =
-        |w: &str| w.len() == 6 && w.bytes().zip(*b"rbpscd").all(|(c, f)| c == f || c == b'-');
-    let flags = out
-        .lines()
-        .find_map(|l| l.split_whitespace().skip(1).find(|w| is_flags(w)))?;
-    let on = |i: usize| flags.as_bytes()[i] != b'-';
-    let state = if on(5) {
-        SourceState::Gone
-    } else if on(4) {
-        SourceState::Crashed
-    } else if on(3) {
-        SourceState::Shutdown
-    } else if on(2) {
-        SourceState::Paused
-    } else {
-        SourceState::Running
-    };
-    Some((state, flags.to_string()))
-}
-
-/// Runs a short command (never through a shell) with a 30 s timeout; returns
-/// its exit code (`None`: killed by a signal), stdout and stderr.
-async fn run_short(argv: &[String]) -> Result<(Option<i32>, String, String), String> {
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .map_err(|_| format!("{argv:?} timed out"))?
-        .map_err(|e| format!("cannot run {argv:?}: {e}"))?;
-    let text = |b: &[u8]| String::from_utf8_lossy(&b[..b.len().min(STDERR_TAIL)]).into_owned();
-    Ok((out.status.code(), text(&out.stdout), text(&out.stderr)))
-}
-
-/// The program's file name, for a reason.
-fn prog(argv: &[String]) -> &str {
-    let a = argv[0].as_str();
-    a.rsplit('/').next().unwrap_or(a)
-}
-
-/// The first non-empty line of `s`, for a reason.
-fn first_line(s: &str) -> &str {
-    s.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
 }
 
 /// A migration in flight.
@@ -461,81 +392,6 @@ fn fail(reason: String, tail: &str) -> Outcome {
         stderr_tail: tail.into(),
         ..Default::default()
     }
-}
-
-/// Kills a child's whole process group (it was started as its leader).
-pub async fn kill_group(pid: u32) {
-    if pid == 0 {
-        return;
-    }
-    let _ = tokio::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-}
-
-/// Kills one process.
-pub async fn kill_pid(pid: u32) {
-    if pid == 0 {
-        return;
-    }
-    let _ = tokio::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-}
-
-/// Reads the last [`STDERR_TAIL`] bytes of a step's stderr file and removes it.
-pub fn take_tail(path: &Path) -> String {
-    let data = std::fs::read(path).unwrap_or_default();
-    let _ = std::fs::remove_file(path);
-    let start = data.len().saturating_sub(STDERR_TAIL);
-    String::from_utf8_lossy(&data[start..]).into_owned()
-}
-
-/// A process' start time (field 22 of `/proc/<pid>/stat`), to tell it from a reused pid.
-pub fn proc_start_time(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // `after` starts at field 3 (state); field 22 is index 19.
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19).map(|s| s.to_string())
-}
-
-/// Pids of the live processes whose stderr is `path` (a step's children,
-/// found even when xentinel died before recording their pid).
-pub fn stderr_holders(path: &Path) -> Vec<u32> {
-    let Ok(want) = std::fs::canonicalize(path) else {
-        return vec![];
-    };
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/fd/2")).is_ok_and(|l| l == want)
-                && proc_start_time(*pid).is_some()
-        })
-        .collect()
-}
-
-/// The stderr file of step `id` under `state_dir`.
-pub fn stderr_path(state_dir: &Path, id: i64) -> PathBuf {
-    state_dir.join(format!("step-{id}.stderr"))
-}
-
-/// True while the process that had `pid` and `start` is still running.
-pub fn still_running(pid: u32, start: &str) -> bool {
-    pid != 0 && proc_start_time(pid).is_some_and(|s| s == start)
 }
 
 #[cfg(test)]
