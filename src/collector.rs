@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::guest::Rejections;
-use crate::model::{Collection, SelfStats, Snapshot, SourceStatus};
+use crate::snapshot::{Collection, SelfStats, Snapshot, SourceStatus};
 use crate::sources::Source;
 
 /// One host's set of sources and the state kept across scrapes.
@@ -108,7 +108,7 @@ fn absorb(all: &mut Collection, part: Collection) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DomainStats, WarningKind};
+    use crate::snapshot::{DomainStats, WarningKind};
     use crate::sources::{BoxFuture, SourceError};
 
     struct Fixed(&'static str, bool);

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use crate::model::{DomId, GuestReport};
+use crate::snapshot::{DomId, GuestReport};
 
 /// Directory under a domain's xenstore home where the agent writes.
 pub const DATA_DIR: &str = "data/xentinel";

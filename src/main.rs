@@ -1,8 +1,11 @@
-//! The `xentinel` binary: parses the command line and runs one role.
+//! The `xentinel` binary: parses the command line and runs one role; the
+//! top of the layers (see the crate documentation of `xentinel`), and the
+//! only place that ends the process with a status.
 
 use clap::Parser;
-use xentinel::cli::{Cli, Command};
+use xentinel::cli::Cli;
 
+#[allow(clippy::exit)] // the one place the process ends with a status
 fn main() {
     let cli = Cli::parse();
     let level = cli.log_level.parse().unwrap_or(log::LevelFilter::Info);
@@ -18,15 +21,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let res = rt.block_on(async {
-        match cli.command {
-            Command::Exporter(a) => xentinel::exporter::run(a).await,
-            Command::GuestAgent(a) => xentinel::guest_agent::run(a.interval, a.probe, a.once).await,
-            Command::Demo(a) => xentinel::demo::run(a).await,
-            Command::Webhook(a) => xentinel::migration::run_webhook(a).await,
-            Command::Evacuate(a) => xentinel::migration::evacuate::run(a).await,
-        }
-    });
+    let res = rt.block_on(cli.command.run());
     if let Err(e) = res {
         eprintln!("xentinel: {e:#}");
         std::process::exit(1);

@@ -159,3 +159,54 @@ fn tls_and_basic_auth_from_a_web_config_file() {
     // Plain HTTP on the TLS port gets no metrics.
     assert_ne!(curl(&[&format!("http://{}/metrics", ex.addr)]).0, "200");
 }
+
+/// `--help` of the binary and of every subcommand, compared with the files
+/// under `tests/help/` (the user-facing contract of the command line).
+/// `XENTINEL_BLESS=1 cargo test --test cli` rewrites them after an intended change.
+#[test]
+fn help_texts_match_their_snapshots() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/help");
+    let bless = std::env::var_os("XENTINEL_BLESS").is_some();
+    let mut diffs = Vec::new();
+    for sub in ["", "exporter", "guest-agent", "demo", "webhook", "evacuate"] {
+        let mut args: Vec<&str> = vec![];
+        if !sub.is_empty() {
+            args.push(sub);
+        }
+        args.push("--help");
+        let out = Command::new(bin())
+            .args(&args)
+            .output()
+            .expect("run xentinel");
+        assert!(out.status.success(), "xentinel {args:?} failed");
+        let got = String::from_utf8(out.stdout).expect("UTF-8 help");
+        let file = dir.join(format!(
+            "{}.txt",
+            if sub.is_empty() { "xentinel" } else { sub }
+        ));
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&file, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {} ({e}): run XENTINEL_BLESS=1 cargo test --test cli",
+                file.display()
+            )
+        });
+        if got != want {
+            diffs.push(format!(
+                "xentinel {}:\n{}",
+                args.join(" "),
+                support::text_diff(&want, &got)
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "--help differs from tests/help/ (XENTINEL_BLESS=1 rewrites the files after an \
+         intended change):\n{}",
+        diffs.join("\n")
+    );
+}

@@ -304,7 +304,7 @@ fn a_warned_host_that_stops_answering_is_still_evacuated_and_only_a_clear_cancel
         .enumerate()
         .map(|(i, h)| (*h, proxy(format!("127.0.0.1:{}", base + i as u16))))
         .collect();
-    let spec = xentinel::stack::StackSpec {
+    let spec = xentinel::roles::demo::stack::StackSpec {
         exporters: hosts
             .iter()
             .map(|h| (h.to_string(), proxies[h].addr.clone()))
@@ -320,7 +320,10 @@ fn a_warned_host_that_stops_answering_is_still_evacuated_and_only_a_clear_cancel
         .build()
         .unwrap();
     let _stack = rt
-        .block_on(xentinel::stack::start(&spec, &dir.join("stack")))
+        .block_on(xentinel::roles::demo::stack::start(
+            &spec,
+            &dir.join("stack"),
+        ))
         .unwrap_or_else(|e| panic!("cannot start Prometheus and Alertmanager: {e}"));
 
     // Everything below is sampled every 250 ms until both jobs have ended.

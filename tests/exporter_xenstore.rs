@@ -24,8 +24,12 @@ struct Exporter {
 }
 
 fn exporter(xsd: &TestXenstored) -> Exporter {
-    // SAFETY of set_var: tests in this binary hold ENV while they run.
-    unsafe { std::env::set_var("XENSTORED_PATH", xsd.path()) };
+    // Edition 2024 makes set_var unsafe; the crate denies unsafe_code.
+    #[allow(unsafe_code)]
+    // SAFETY: tests in this binary hold ENV while they run.
+    unsafe {
+        std::env::set_var("XENSTORED_PATH", xsd.path())
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -461,7 +461,7 @@ fn a_cut_is_detected_and_its_length_reported() {
 #[test]
 fn cpu_cost_at_10ms_with_16_peers() {
     use tokio::sync::watch;
-    use xentinel::heartbeat::{Heartbeat, MeshConfig, PeerSpec, packet::Key};
+    use xentinel::sources::heartbeat::{Heartbeat, MeshConfig, PeerSpec, packet::Key};
     let free_udp = || {
         std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::scrape::{self, value};
 use xentinel::collector::Collector;
-use xentinel::model::Collection;
+use xentinel::snapshot::Collection;
 use xentinel::sources::xen::{map, raw::RawNode};
 use xentinel::sources::{BoxFuture, Source, SourceError};
 
@@ -38,7 +38,7 @@ async fn recorded_libxenstat_values_render_as_the_contract_says() {
         Arc::default(),
     );
     let mut body = String::new();
-    xentinel::render::render(&c.snapshot().await, &mut body);
+    xentinel::exposition::render(&c.snapshot().await, &mut body);
     scrape::promtool_check_metrics(&body);
     let s = scrape::parse(&body);
     let d = |n: &str, dom: &str, extra: &[(&str, &str)]| {

@@ -12,8 +12,9 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use xentinel::model::{Collection, Domain, DomainState, Histogram, SelfStats, Snapshot};
-use xentinel::sim::{Cluster, ClusterSpec, SimSource};
+use xentinel::sim::{Cluster, ClusterSpec};
+use xentinel::snapshot::{Collection, Domain, DomainState, Histogram, SelfStats, Snapshot};
+use xentinel::sources::sim::SimSource;
 
 /// Counter or gauge.
 #[derive(Clone, Copy)]
@@ -436,13 +437,13 @@ pub fn walk(s: &Snapshot, sink: &mut impl Sink) {
         "1 while a warning failure (a failure that announces itself) is raised on this host.",
         Kind::Gauge,
         &|emit| {
-            for k in xentinel::model::WarningKind::ALL {
+            for k in xentinel::snapshot::WarningKind::ALL {
                 let on = s.warnings.get(&k).copied().unwrap_or(false);
                 emit(&[("kind", Lv::S(k.as_str()))], f64::from(u8::from(on)));
             }
         },
     );
-    let b = &xentinel::render::BUILD;
+    let b = &xentinel::exposition::BUILD;
     sink.family(
         "xentinel_build_info",
         "Build of xentinel; always 1.",
@@ -791,7 +792,7 @@ pub fn snapshot(src: &SimSource) -> Snapshot {
     src.fill(&mut c).expect("sim fill");
     Snapshot::merge(
         c,
-        vec![xentinel::model::SourceStatus {
+        vec![xentinel::snapshot::SourceStatus {
             name: "sim",
             up: true,
             duration_seconds: 0.001,
@@ -878,7 +879,7 @@ pub fn compare(domains: usize, runs: usize) -> String {
         "xentinel `render` into a fresh `String`",
         time_it(runs, || {
             let mut out = String::new();
-            xentinel::render::render(&snap, &mut out);
+            xentinel::exposition::render(&snap, &mut out);
             last = out.len();
             out.len()
         }),
@@ -888,14 +889,14 @@ pub fn compare(domains: usize, runs: usize) -> String {
         "xentinel `render` into a reused buffer",
         time_it(runs, || {
             buf.clear();
-            xentinel::render::render(&snap, &mut buf);
+            xentinel::exposition::render(&snap, &mut buf);
             buf.len()
         }),
     ));
     rows.push((
         "xentinel `Rendering` in 64 KiB pieces (what /metrics does)",
         time_it(runs, || {
-            let mut r = xentinel::render::Rendering::new(&snap);
+            let mut r = xentinel::exposition::Rendering::new(&snap);
             let mut n = 0;
             loop {
                 let mut piece = String::with_capacity(72 * 1024);
@@ -944,7 +945,7 @@ pub fn compare(domains: usize, runs: usize) -> String {
             .count()
     };
     let mut ours = String::new();
-    xentinel::render::render(&snap, &mut ours);
+    xentinel::exposition::render(&snap, &mut ours);
     let mut theirs = String::new();
     prometheus::TextEncoder::new()
         .encode_utf8(&reg.gather(), &mut theirs)

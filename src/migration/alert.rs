@@ -72,43 +72,55 @@ pub struct AlertKey {
     pub host: String,
 }
 
-/// Parses and validates a body; the error is a sentence for the 400 reply.
-pub fn parse(body: &[u8]) -> Result<Payload, String> {
-    let p: Payload =
-        serde_json::from_slice(body).map_err(|e| format!("malformed JSON payload: {e}"))?;
+/// What is wrong with a payload or one of its alerts: a sentence for the
+/// 400 reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlertError {
+    #[error("malformed JSON payload: {0}")]
+    Json(String),
+    #[error("unsupported payload version {0:?} (this webhook speaks Alertmanager's version \"4\")")]
+    Version(String),
+    #[error("unknown payload status {0:?}")]
+    PayloadStatus(String),
+    #[error("alert {0:?} has {ACTION_LABEL}=\"{ACTION_EVACUATE}\" but no {HOST_LABEL:?} label")]
+    NoHost(String),
+    #[error("evacuation alert for host {0:?} has no fingerprint")]
+    NoFingerprint(String),
+    #[error("alert {fingerprint:?}: startsAt {starts_at:?} is not an RFC 3339 time")]
+    StartsAt {
+        fingerprint: String,
+        starts_at: String,
+    },
+    #[error("alert {fingerprint:?}: unknown status {status:?}")]
+    Status { fingerprint: String, status: String },
+}
+
+/// Parses and validates a body.
+pub fn parse(body: &[u8]) -> Result<Payload, AlertError> {
+    let p: Payload = serde_json::from_slice(body).map_err(|e| AlertError::Json(e.to_string()))?;
     if p.version != "4" {
-        return Err(format!(
-            "unsupported payload version {:?} (this webhook speaks Alertmanager's version \"4\")",
-            p.version
-        ));
+        return Err(AlertError::Version(p.version));
     }
     if p.status != "firing" && p.status != "resolved" {
-        return Err(format!("unknown payload status {:?}", p.status));
+        return Err(AlertError::PayloadStatus(p.status));
     }
     Ok(p)
 }
 
 /// Sorts one alert; an evacuation alert with missing or bad fields is an error.
-pub fn classify(a: &Alert) -> Result<Intent, String> {
+pub fn classify(a: &Alert) -> Result<Intent, AlertError> {
     if a.labels.get(ACTION_LABEL).map(String::as_str) != Some(ACTION_EVACUATE) {
         return Ok(Intent::Ignored("not_evacuate"));
     }
     let Some(host) = a.labels.get(HOST_LABEL).filter(|h| !h.is_empty()) else {
-        return Err(format!(
-            "alert {:?} has {ACTION_LABEL}=\"{ACTION_EVACUATE}\" but no {HOST_LABEL:?} label",
-            a.fingerprint
-        ));
+        return Err(AlertError::NoHost(a.fingerprint.clone()));
     };
     if a.fingerprint.is_empty() {
-        return Err(format!(
-            "evacuation alert for host {host:?} has no fingerprint"
-        ));
+        return Err(AlertError::NoFingerprint(host.clone()));
     }
-    let starts_at_unix = parse_rfc3339(&a.starts_at).ok_or_else(|| {
-        format!(
-            "alert {:?}: startsAt {:?} is not an RFC 3339 time",
-            a.fingerprint, a.starts_at
-        )
+    let starts_at_unix = parse_rfc3339(&a.starts_at).ok_or_else(|| AlertError::StartsAt {
+        fingerprint: a.fingerprint.clone(),
+        starts_at: a.starts_at.clone(),
     })?;
     let key = AlertKey {
         fingerprint: a.fingerprint.clone(),
@@ -119,7 +131,10 @@ pub fn classify(a: &Alert) -> Result<Intent, String> {
     match a.status.as_str() {
         "firing" => Ok(Intent::Evacuate(key)),
         "resolved" => Ok(Intent::Resolve(key)),
-        s => Err(format!("alert {:?}: unknown status {s:?}", a.fingerprint)),
+        s => Err(AlertError::Status {
+            fingerprint: a.fingerprint.clone(),
+            status: s.to_string(),
+        }),
     }
 }
 
@@ -248,8 +263,13 @@ mod tests {
     #[test]
     fn payload_version_is_checked() {
         let body = br#"{"version":"3","status":"firing","alerts":[]}"#;
-        assert!(parse(body).unwrap_err().contains("version"));
-        assert!(parse(b"{").unwrap_err().contains("malformed JSON"));
+        assert!(parse(body).unwrap_err().to_string().contains("version"));
+        assert!(
+            parse(b"{")
+                .unwrap_err()
+                .to_string()
+                .contains("malformed JSON")
+        );
         let ok = br#"{"version":"4","status":"firing","alerts":[]}"#;
         assert!(parse(ok).is_ok());
     }

@@ -1,16 +1,19 @@
-//! Migration: the `xentinel webhook` that evacuates a host when Alertmanager
-//! reports a warning failure on it, and `xentinel evacuate` that does the same
-//! from the command line.
+//! Migration: evacuates a host when Alertmanager reports a warning failure on
+//! it (the webhook) or when asked directly (`xentinel evacuate`).
 //!
 //! - [`alert`]: Alertmanager's payload and which alerts act.
 //! - [`receiver`]: the HTTP side (token, limits, 4xx reasons).
 //! - [`joblog`]: the durable job log in SQLite (exactly-once lives here).
-//! - [`planner`] and [`prom`]: where the domains go, from Prometheus or the sim.
+//! - [`planner`] and [`prom`]: where the domains go, from Prometheus, the
+//!   exporters or the sim.
 //! - [`executor`]: `xl migrate` (an argv template) or the sim.
-//! - [`runner`]: the job runner both commands share; [`metrics`]; [`evacuate`].
+//! - [`runner`]: the job runner both commands share; [`metrics`].
+//!
+//! It takes plain option structs ([`EngineOptions`], the configuration's
+//! `webhook:` section): it knows nothing of the command line or the demo,
+//! which live in `crate::roles`.
 
 pub mod alert;
-pub mod evacuate;
 pub mod executor;
 pub mod joblog;
 pub mod metrics;
@@ -20,16 +23,12 @@ pub mod receiver;
 pub mod runner;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use anyhow::Context;
 use tokio::sync::mpsc;
 
-use crate::cli::{DemoArgs, ExecutorKind, MigrationArgs, WebhookArgs};
 use crate::config::WebhookConfig;
-use crate::demo::SharedCluster;
-use crate::{http, signals};
+use crate::sim::SharedCluster;
 
 use executor::{CommandExecutor, Executor};
 use joblog::JobLog;
@@ -41,13 +40,61 @@ use runner::{Engine, Event, Settings};
 /// Prometheus' default address.
 pub const DEFAULT_PROMETHEUS_URL: &str = "http://127.0.0.1:9090";
 
-/// Reads a bearer token file (surrounding whitespace trimmed; must not be empty).
-pub fn read_token(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let t = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
-    let t = t.trim();
-    anyhow::ensure!(!t.is_empty(), "the token file {} is empty", path.display());
-    Ok(t.as_bytes().to_vec())
+/// What runs the migrations.
+#[derive(Clone)]
+pub enum ExecutorChoice {
+    /// `xl migrate` and `xl domid` (the default argv templates).
+    Xl,
+    /// The argv templates of the configuration's `webhook.executor`.
+    Command,
+    /// The modelled cluster, in this process.
+    Sim(SharedCluster),
+}
+
+/// How to build an [`Engine`], besides the configuration's `webhook:` section.
+#[derive(Clone)]
+pub struct EngineOptions {
+    pub executor: ExecutorChoice,
+    /// Plan from this Prometheus; with the sim executor and no URL (and no
+    /// exporters), the sim cluster itself is read.
+    pub prometheus_url: Option<String>,
+    /// Plan from these exporters (`host`, `/metrics` URL) instead; empty: the
+    /// configuration's `webhook.exporters`.
+    pub exporters: Vec<(String, String)>,
+    /// The durable job log (SQLite).
+    pub db_path: PathBuf,
+    /// Plan and record the plan; migrate nothing.
+    pub dry_run: bool,
+}
+
+/// Why the webhook or `evacuate` cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "webhook.executor.command, locate_command, state_command and resume_command must not \
+         be empty"
+    )]
+    EmptyCommand,
+    #[error("--prometheus.url and webhook.exporters both choose where to plan from: use one")]
+    TwoInventories,
+    #[error("webhook.exporters: host {0:?} has no url")]
+    NoUrl(String),
+    #[error("exporter host name {0:?} is not a plain name ([A-Za-z0-9._:@+-])")]
+    BadHostName(String),
+    #[error("exporter host {0} given twice")]
+    DuplicateHost(String),
+    #[error(transparent)]
+    Url(#[from] crate::http_client::UrlError),
+    #[error(transparent)]
+    Prometheus(#[from] prom::ClientError),
+    #[error("cannot open the job log {}", path.display())]
+    JobLog {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(transparent)]
+    Recover(#[from] runner::DbError),
 }
 
 /// Where command executors put a running child's stderr: beside the job log.
@@ -70,43 +117,29 @@ pub fn settings(cfg: &WebhookConfig, dry_run: bool) -> Settings {
     }
 }
 
-/// The executor and inventory the flags ask for. `cluster` is the shared sim
-/// cluster for `--executor sim` (a new stepped demo cluster when `None`).
+/// The executor and inventory the options ask for.
 pub fn executor_and_inventory(
-    m: &MigrationArgs,
+    o: &EngineOptions,
     cfg: &WebhookConfig,
-    cluster: Option<SharedCluster>,
-) -> anyhow::Result<(Executor, Inventory)> {
+) -> Result<(Executor, Inventory), SetupError> {
     let timeout = cfg.executor.timeout.0.0;
-    let (executor, sim) = match m.executor {
-        ExecutorKind::Sim => {
-            let c = cluster.unwrap_or_else(|| {
-                let c = Arc::new(Mutex::new(crate::sim::Cluster::default_demo(1)));
-                crate::demo::spawn_stepper(
-                    c.clone(),
-                    crate::sim::Scenario::default(),
-                    Duration::from_millis(100),
-                    1.0,
-                );
-                c
-            });
-            (
-                Executor::Sim {
-                    cluster: c.clone(),
-                    timeout,
-                },
-                Some(c),
-            )
-        }
+    let (executor, sim) = match &o.executor {
+        ExecutorChoice::Sim(c) => (
+            Executor::Sim {
+                cluster: c.clone(),
+                timeout,
+            },
+            Some(c.clone()),
+        ),
         kind => {
             let e = &cfg.executor;
-            let (command, locate, state, resume) = if kind == ExecutorKind::Xl {
+            let (command, locate, state, resume) = if matches!(kind, ExecutorChoice::Xl) {
                 let v = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
                 (
-                    v(&executor::DEFAULT_COMMAND),
-                    v(&executor::DEFAULT_LOCATE),
-                    v(&executor::DEFAULT_STATE),
-                    v(&executor::DEFAULT_RESUME),
+                    v(&crate::config::DEFAULT_MIGRATE_COMMAND),
+                    v(&crate::config::DEFAULT_LOCATE_COMMAND),
+                    v(&crate::config::DEFAULT_STATE_COMMAND),
+                    v(&crate::config::DEFAULT_RESUME_COMMAND),
                 )
             } else {
                 (
@@ -116,59 +149,54 @@ pub fn executor_and_inventory(
                     e.resume_command.0.clone(),
                 )
             };
-            anyhow::ensure!(
-                [&command, &locate, &state, &resume]
-                    .iter()
-                    .all(|c| !c.is_empty()),
-                "webhook.executor.command, locate_command, state_command and resume_command \
-                 must not be empty"
-            );
+            if [&command, &locate, &state, &resume]
+                .iter()
+                .any(|c| c.is_empty())
+            {
+                return Err(SetupError::EmptyCommand);
+            }
             let ex = Executor::Command(CommandExecutor {
                 command,
                 locate,
                 state,
                 resume,
                 timeout,
-                state_dir: state_dir(&m.db_path),
+                state_dir: state_dir(&o.db_path),
             });
             (ex, None)
         }
     };
-    let exporters: Vec<(String, String)> = if m.exporters.is_empty() {
+    let exporters: Vec<(String, String)> = if o.exporters.is_empty() {
         cfg.exporters
             .iter()
             .map(|e| (e.host.0.clone(), e.url.0.clone()))
             .collect()
     } else {
-        m.exporters.clone()
+        o.exporters.clone()
     };
-    let inventory = match (&m.prometheus_url, sim) {
+    let inventory = match (&o.prometheus_url, sim) {
         (url, _) if !exporters.is_empty() => {
-            anyhow::ensure!(
-                url.is_none(),
-                "--prometheus.url and webhook.exporters both choose where to plan from: use one"
-            );
+            if url.is_some() {
+                return Err(SetupError::TwoInventories);
+            }
             let mut seen = std::collections::BTreeSet::new();
             let mut list = Vec::new();
             for (host, url) in exporters {
-                anyhow::ensure!(
-                    !url.is_empty(),
-                    "webhook.exporters: host {host:?} has no url"
-                );
-                anyhow::ensure!(
-                    executor::safe_name(&host),
-                    "exporter host name {host:?} is not a plain name ([A-Za-z0-9._:@+-])"
-                );
-                anyhow::ensure!(
-                    seen.insert(host.clone()),
-                    "exporter host {host} given twice"
-                );
-                let e = prom::HttpEndpoint::parse(&url, &format!("exporter {host}'s"))
-                    .map_err(anyhow::Error::msg)?;
+                if url.is_empty() {
+                    return Err(SetupError::NoUrl(host));
+                }
+                if !executor::safe_name(&host) {
+                    return Err(SetupError::BadHostName(host));
+                }
+                if !seen.insert(host.clone()) {
+                    return Err(SetupError::DuplicateHost(host));
+                }
+                let e = crate::http_client::Endpoint::parse(&url, &format!("exporter {host}'s"))?;
                 list.push((host, e));
             }
             Inventory::Exporters {
                 exporters: list,
+                client: crate::http_client::Client::default(),
                 timeout: cfg.prometheus_timeout.0.0,
             }
         }
@@ -177,8 +205,7 @@ pub fn executor_and_inventory(
             client: PromClient::new(
                 url.as_deref().unwrap_or(DEFAULT_PROMETHEUS_URL),
                 cfg.prometheus_timeout.0.0,
-            )
-            .map_err(anyhow::Error::msg)?,
+            )?,
             job: cfg.prometheus_job.0.clone(),
         },
     };
@@ -187,20 +214,21 @@ pub fn executor_and_inventory(
 
 /// Opens the job log and builds an engine.
 pub fn engine(
-    m: &MigrationArgs,
+    o: &EngineOptions,
     cfg: &WebhookConfig,
-    cluster: Option<SharedCluster>,
     events: Option<mpsc::UnboundedSender<Event>>,
-) -> anyhow::Result<Arc<Engine>> {
-    let (executor, inventory) = executor_and_inventory(m, cfg, cluster)?;
-    let log = JobLog::open(&m.db_path)
-        .with_context(|| format!("cannot open the job log {}", m.db_path.display()))?;
+) -> Result<Arc<Engine>, SetupError> {
+    let (executor, inventory) = executor_and_inventory(o, cfg)?;
+    let log = JobLog::open(&o.db_path).map_err(|source| SetupError::JobLog {
+        path: o.db_path.clone(),
+        source,
+    })?;
     Ok(Arc::new(Engine::new(
         log,
         executor,
         inventory,
         metrics::Metrics::new(),
-        settings(cfg, m.dry_run),
+        settings(cfg, o.dry_run),
         events,
     )))
 }
@@ -214,15 +242,15 @@ pub fn known_hosts(cfg: &WebhookConfig, inv: &Inventory) -> KnownHosts {
     }
 }
 
-/// Builds the engine, resumes unfinished jobs, and returns the router.
+/// Builds the engine, resumes unfinished jobs, and returns the webhook's
+/// router (serve it with `crate::http::serve`).
 pub fn start(
-    m: &MigrationArgs,
+    o: &EngineOptions,
     cfg: &WebhookConfig,
     token: Option<Vec<u8>>,
-    cluster: Option<SharedCluster>,
-) -> anyhow::Result<(axum::Router, Arc<Engine>)> {
-    let engine = engine(m, cfg, cluster, None)?;
-    let n = engine.recover().map_err(anyhow::Error::msg)?;
+) -> Result<(axum::Router, Arc<Engine>), SetupError> {
+    let engine = engine(o, cfg, None)?;
+    let n = engine.recover()?;
     if n > 0 {
         log::info!("resuming {n} unfinished job(s)");
     }
@@ -232,104 +260,4 @@ pub fn start(
         hosts: known_hosts(cfg, &engine.inventory),
     });
     Ok((receiver::router(rx, *cfg.body_limit_bytes as usize), engine))
-}
-
-/// `xentinel webhook`.
-pub async fn run_webhook(a: WebhookArgs) -> anyhow::Result<()> {
-    let cfg = crate::config::load(a.migration.config_file.as_deref())?.webhook;
-    let token = match (&a.token_file, a.insecure_no_auth) {
-        (Some(p), false) => Some(read_token(p)?),
-        (None, true) => {
-            log::warn!(
-                "--insecure-no-auth: anyone who can reach this port can trigger evacuations"
-            );
-            None
-        }
-        _ => anyhow::bail!("pass --web.token-file, or --insecure-no-auth explicitly"),
-    };
-    let sec = crate::webconfig::load(a.web_config_file.as_deref())?;
-    anyhow::ensure!(
-        !(sec.basic_auth.is_some() && token.is_some()),
-        "--web.config.file sets basic auth and --web.token-file a bearer token: both use the \
-         Authorization header; choose one (basic auth with --insecure-no-auth)"
-    );
-    let (router, engine) = start(&a.migration, &cfg, token, None)?;
-    let listener = http::bind(&a.listen_address).await?;
-    log::info!(
-        "webhook listening on {} (executor {:?}, job log {}{})",
-        listener.local_addr()?,
-        a.migration.executor,
-        a.migration.db_path.display(),
-        if engine.settings.dry_run {
-            ", dry run"
-        } else {
-            ""
-        }
-    );
-    http::serve(listener, router, sec, signals::shutdown()).await
-}
-
-fn random_token() -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 24];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
-}
-
-/// Where the demo's webhook listens and keeps its state.
-#[derive(Debug, Clone)]
-pub struct DemoWebhook {
-    /// `host:port` it listens on.
-    pub addr: String,
-    /// Its bearer token file, unless it runs without auth.
-    pub token_file: Option<PathBuf>,
-    /// Its SQLite job log.
-    pub db_path: PathBuf,
-}
-
-/// `xentinel demo --webhook`: the webhook in the demo's process, on its
-/// cluster; it plans from `prometheus_url` when given, else from the model.
-pub async fn spawn_for_demo(
-    cluster: SharedCluster,
-    a: &DemoArgs,
-    prometheus_url: Option<String>,
-) -> anyhow::Result<DemoWebhook> {
-    let dir = std::env::temp_dir().join(format!("xentinel-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let (token, token_file) = if a.webhook_insecure_no_auth {
-        (None, None)
-    } else if let Some(p) = &a.webhook_token_file {
-        (Some(read_token(p)?), Some(p.clone()))
-    } else {
-        let p = dir.join("webhook.token");
-        std::fs::write(&p, random_token()? + "\n")?;
-        println!("webhook bearer token file: {}", p.display());
-        (Some(read_token(&p)?), Some(p))
-    };
-    let m = MigrationArgs {
-        config_file: None,
-        prometheus_url,
-        exporters: vec![],
-        executor: ExecutorKind::Sim,
-        db_path: dir.join("jobs.sqlite"),
-        dry_run: false,
-    };
-    let (router, _) = start(&m, &WebhookConfig::default(), token, Some(cluster))?;
-    let listener = http::bind(&a.webhook_listen_address).await?;
-    let addr = listener.local_addr()?.to_string();
-    println!(
-        "migration webhook: http://{addr}/alerts (job log {})",
-        m.db_path.display()
-    );
-    tokio::spawn(async move {
-        let sec = crate::webconfig::WebSecurity::default();
-        if let Err(e) = http::serve(listener, router, sec, signals::shutdown()).await {
-            log::error!("webhook: {e}");
-        }
-    });
-    Ok(DemoWebhook {
-        addr,
-        token_file,
-        db_path: m.db_path,
-    })
 }

@@ -7,10 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::demo::SharedCluster;
+use crate::exposition::names;
+use crate::exposition::parse;
+use crate::http_client::{Client, Endpoint};
+use crate::sim::SharedCluster;
 
 use super::joblog::NewStep;
-use super::prom::{self, HttpEndpoint, PromClient};
+use super::prom::{self, PromClient, QueryError};
 
 /// Dom0 is never migrated.
 pub const DOM0: &str = "Domain-0";
@@ -55,21 +58,56 @@ pub enum Inventory {
     /// `webhook.exporters`): for hosts without a Prometheus. In order; each
     /// scrape is cut off after `timeout`.
     Exporters {
-        exporters: Vec<(String, HttpEndpoint)>,
+        exporters: Vec<(String, Endpoint)>,
+        client: Client,
         timeout: Duration,
     },
 }
 
+/// Why the inventory cannot tell now ("unreachable, retry").
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("prometheus unreachable: {0}")]
+    Prometheus(QueryError),
+    #[error("no exporter answered ({0})")]
+    NoExporter(String),
+}
+
 /// One exporter's scrape: `(host, url, exposition text or why not)`.
-pub type Scrape = (String, String, Result<String, String>);
+pub type Scrape = (String, String, Result<String, ScrapeError>);
+
+/// Why an exporter's scrape gave no exposition.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    #[error(transparent)]
+    Request(#[from] crate::http_client::RequestError),
+    #[error("{url}: HTTP status {status}")]
+    Status { url: String, status: u16 },
+    #[error("{0}: the body is not UTF-8")]
+    NotUtf8(String),
+    /// For tests and callers that scrape by other means.
+    #[error("{0}")]
+    Other(String),
+}
 
 /// GETs an exporter's /metrics; anything but a 200 with UTF-8 text is an error.
-async fn scrape(e: &HttpEndpoint, timeout: Duration) -> Result<String, String> {
-    let (status, body) = e.get(e.path(), "text/plain;version=0.0.4", timeout).await?;
-    if status != 200 {
-        return Err(format!("{}: HTTP status {status}", e.url()));
+async fn scrape(c: &Client, e: &Endpoint, timeout: Duration) -> Result<String, ScrapeError> {
+    let r = c
+        .get(
+            e,
+            e.path(),
+            "text/plain;version=0.0.4",
+            timeout,
+            prom::MAX_RESPONSE,
+        )
+        .await?;
+    if r.status != 200 {
+        return Err(ScrapeError::Status {
+            url: e.url().to_string(),
+            status: r.status,
+        });
     }
-    String::from_utf8(body).map_err(|_| format!("{}: the body is not UTF-8", e.url()))
+    String::from_utf8(r.body.to_vec()).map_err(|_| ScrapeError::NotUtf8(e.url().to_string()))
 }
 
 /// Builds the [`View`] from exporter scrapes, in the configured order. Per
@@ -88,10 +126,8 @@ pub fn view_from_scrapes(scrapes: &[Scrape]) -> View {
     let mut domains = Vec::new();
     let mut seen_urls = BTreeSet::new();
     for (host, url, res) in scrapes {
-        let parsed = res.as_ref().map_err(String::clone).and_then(|text| {
-            prom::parse_exposition(text).map_err(|e| format!("{url}: not an exposition: {e}"))
-        });
-        let Ok(samples) = parsed else {
+        let parsed = res.as_ref().ok().map(|text| parse::parse(text));
+        let Some(Ok(samples)) = parsed else {
             hosts.insert(
                 host.clone(),
                 HostView {
@@ -106,11 +142,11 @@ pub fn view_from_scrapes(scrapes: &[Scrape]) -> View {
             ..HostView::default()
         };
         let owns_domains = seen_urls.insert(url.clone());
-        for (name, s) in &samples {
-            match name.as_str() {
-                "xen_host_memory_free_bytes" => h.free_bytes = s.value.max(0.0) as u64,
-                "xentinel_host_warning" if s.value == 1.0 => h.warned = true,
-                "xen_domain_memory_bytes" if owns_domains => {
+        for s in &samples {
+            match s.name.as_str() {
+                names::HOST_MEMORY_FREE_BYTES => h.free_bytes = s.value.max(0.0) as u64,
+                names::HOST_WARNING if s.value == 1.0 => h.warned = true,
+                names::DOMAIN_MEMORY_BYTES if owns_domains => {
                     if let Some(d) = s
                         .labels
                         .get("domain")
@@ -139,20 +175,20 @@ pub fn view_from_scrapes(scrapes: &[Scrape]) -> View {
 /// Queries the Prometheus inventory runs, in order.
 pub fn prometheus_queries(job: &str) -> [String; 5] {
     [
-        "xen_host_memory_free_bytes".into(),
+        names::HOST_MEMORY_FREE_BYTES.into(),
         format!(
             "up{{job=\"{}\"}}",
             job.replace('\\', "\\\\").replace('"', "\\\"")
         ),
-        "max by (host) (xentinel_host_warning)".into(),
-        "min by (peer) (xentinel_heartbeat_peer_up)".into(),
-        "xen_domain_memory_bytes".into(),
+        format!("max by (host) ({})", names::HOST_WARNING),
+        format!("min by (peer) ({})", names::HEARTBEAT_PEER_UP),
+        names::DOMAIN_MEMORY_BYTES.into(),
     ]
 }
 
 impl Inventory {
     /// Names of the hosts this inventory knows (to refuse alerts about others).
-    pub async fn known_hosts(&self) -> Result<Vec<String>, String> {
+    pub async fn known_hosts(&self) -> Result<Vec<String>, InventoryError> {
         match self {
             Inventory::Exporters { exporters, .. } => {
                 Ok(exporters.iter().map(|(h, _)| h.clone()).collect())
@@ -164,7 +200,7 @@ impl Inventory {
             Inventory::Prometheus { client, job } => {
                 let [free, up, ..] = prometheus_queries(job);
                 let (a, b) = tokio::try_join!(client.query(&free), client.query(&up))
-                    .map_err(|e| format!("prometheus unreachable: {e}"))?;
+                    .map_err(InventoryError::Prometheus)?;
                 let mut v: Vec<String> = a
                     .iter()
                     .chain(&b)
@@ -178,12 +214,20 @@ impl Inventory {
     }
 
     /// Reads the cluster; an error means "unreachable, retry", never a guess.
-    pub async fn view(&self) -> Result<View, String> {
+    pub async fn view(&self) -> Result<View, InventoryError> {
         match self {
-            Inventory::Exporters { exporters, timeout } => {
+            Inventory::Exporters {
+                exporters,
+                client,
+                timeout,
+            } => {
                 let scrapes: Vec<Scrape> =
                     futures::future::join_all(exporters.iter().map(|(h, e)| async move {
-                        (h.clone(), e.url().to_string(), scrape(e, *timeout).await)
+                        (
+                            h.clone(),
+                            e.url().to_string(),
+                            scrape(client, e, *timeout).await,
+                        )
                     }))
                     .await;
                 // None answered: more likely our network than every host at once; wait.
@@ -192,7 +236,7 @@ impl Inventory {
                         .iter()
                         .filter_map(|(h, _, r)| r.as_ref().err().map(|e| format!("{h}: {e}")))
                         .collect();
-                    return Err(format!("no exporter answered ({})", why.join("; ")));
+                    return Err(InventoryError::NoExporter(why.join("; ")));
                 }
                 Ok(view_from_scrapes(&scrapes))
             }
@@ -236,7 +280,7 @@ impl Inventory {
                     client.query(&hb),
                     client.query(&dom),
                 )
-                .map_err(|e| format!("prometheus unreachable: {e}"))?;
+                .map_err(InventoryError::Prometheus)?;
                 let mut hosts: BTreeMap<String, HostView> = BTreeMap::new();
                 for s in &free {
                     if let Some(h) = s.labels.get("host").filter(|h| !h.is_empty()) {
@@ -415,7 +459,7 @@ mod tests {
     /// What `xentinel exporter` serves for a host with these domains (domid 0 is
     /// Domain-0), this much free memory and these warnings raised.
     fn exposition(doms: &[(u32, &str, u64)], free: u64, warned: bool) -> String {
-        use crate::model::{Collection, DomainMeta, DomainStats, HostStats, SelfStats};
+        use crate::snapshot::{Collection, DomainMeta, DomainStats, HostStats, SelfStats};
         let mut c = Collection::default();
         for &(domid, name, mem) in doms {
             c.stats.insert(
@@ -441,11 +485,11 @@ mod tests {
             memory_free_bytes: free,
             ..Default::default()
         });
-        c.warn(crate::model::WarningKind::Shutdown, false);
-        c.warn(crate::model::WarningKind::UpsOnBattery, warned);
-        let snap = crate::model::Snapshot::merge(c, vec![], SelfStats::default());
+        c.warn(crate::snapshot::WarningKind::Shutdown, false);
+        c.warn(crate::snapshot::WarningKind::UpsOnBattery, warned);
+        let snap = crate::snapshot::Snapshot::merge(c, vec![], SelfStats::default());
         let mut out = String::new();
-        crate::render::render(&snap, &mut out);
+        crate::exposition::render(&snap, &mut out);
         out
     }
 
@@ -458,7 +502,11 @@ mod tests {
         );
         let b = exposition(&[(0, DOM0, GIB), (2, "x", GIB)], 3 * GIB, true);
         let scrape = |h: &str, u: &str, r: Result<&String, &str>| -> Scrape {
-            (h.into(), u.into(), r.cloned().map_err(String::from))
+            (
+                h.into(),
+                u.into(),
+                r.cloned().map_err(|e| ScrapeError::Other(e.into())),
+            )
         };
         let scrapes = [
             scrape("a", "http://a:1/metrics", Ok(&a)),

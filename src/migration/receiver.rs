@@ -17,7 +17,7 @@ use serde_json::json;
 use super::alert::{self, Intent};
 use super::executor;
 use super::joblog::NewJob;
-use super::planner::Inventory;
+use super::planner::{Inventory, InventoryError};
 use super::runner::Engine;
 
 /// Default largest accepted body.
@@ -34,7 +34,7 @@ pub enum KnownHosts {
 
 impl KnownHosts {
     /// The known host names; an error means "cannot tell now".
-    pub async fn list(&self) -> Result<Vec<String>, String> {
+    pub async fn list(&self) -> Result<Vec<String>, InventoryError> {
         match self {
             KnownHosts::Static(v) => Ok(v.clone()),
             KnownHosts::Inventory(i) => i.known_hosts().await,
@@ -141,14 +141,14 @@ async fn handle_alerts(
     };
     let payload = match alert::parse(&body) {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let mut intents = Vec::with_capacity(payload.alerts.len());
     let mut bad = Vec::new();
     for a in &payload.alerts {
         match alert::classify(a) {
             Ok(i) => intents.push(i),
-            Err(e) => bad.push(e),
+            Err(e) => bad.push(e.to_string()),
         }
     }
     if !bad.is_empty() {

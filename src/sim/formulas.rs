@@ -4,62 +4,7 @@
 //! Every function here is a formula of its arguments, documented in
 //! `docs/simulator.md` next to the paper table it was fitted to.
 
-use serde::{Deserialize, Serialize};
-
-use super::spec::Workload;
-
-/// Bytes per guest page (x86 small page).
-pub const PAGE_SIZE: u64 = 4096;
-
-/// Parameters of the memory-pressure model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MemoryParams {
-    /// Response time with no memory pressure, in milliseconds.
-    pub base_response_ms: f64,
-    /// Pressure coefficient `k`.
-    pub pressure_k: f64,
-    /// Exponent `p` of the working-set ratio in the numerator.
-    pub pressure_p: f64,
-    /// Exponent `n` of the pole `1 / (1 - x)^n`.
-    pub pressure_n: f64,
-    /// The ratio at which the pole is cut off (keeps the value finite).
-    pub pressure_cap: f64,
-}
-
-impl Default for MemoryParams {
-    fn default() -> Self {
-        MemoryParams {
-            base_response_ms: 0.035,
-            pressure_k: 180.0,
-            pressure_p: 2.0,
-            pressure_n: 0.5,
-            pressure_cap: 0.99,
-        }
-    }
-}
-
-/// Parameters of pre-copy live migration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MigrationParams {
-    /// Pre-copy stops once a round would send no more than this.
-    pub stop_threshold_bytes: u64,
-    /// Pre-copy rounds (round 0 included) before stop-and-copy is forced.
-    pub max_rounds: u32,
-    /// Fixed cost of pausing, sending vCPU/device state and resuming, in ms.
-    pub resume_overhead_ms: f64,
-}
-
-impl Default for MigrationParams {
-    fn default() -> Self {
-        MigrationParams {
-            stop_threshold_bytes: 64 * PAGE_SIZE,
-            max_rounds: 30,
-            resume_overhead_ms: 40.0,
-        }
-    }
-}
+use super::params::{MemoryParams, MigrationParams, PAGE_SIZE, Workload};
 
 /// vCPUs' worth of CPU a domain demands: `vcpus × min(1, idle + rate × s/req / vcpus)`.
 pub fn cpu_demand_vcpus(w: &Workload, request_rate: f64, vcpus: u32) -> f64 {

@@ -6,29 +6,34 @@
 //! PRNG ([`SplitMix64`]), so the same seed and the same sequence of
 //! [`Cluster::step`] calls give identical collections.
 //!
-//! - [`spec`]: the cluster description ([`ClusterSpec`]), loadable from YAML.
+//! - [`params`]: the model's parameters (workloads, memory pressure, pre-copy).
 //! - [`formulas`]: the pure model (CPU, memory pressure, pre-copy rounds).
-//! - [`model`]: the [`Cluster`] state advanced by [`Cluster::step`].
-//! - [`migration`]: pre-copy live migration within the cluster.
+//! - [`spec`]: the cluster description ([`ClusterSpec`]), loadable from YAML.
+//! - [`migration`]: a pre-copy live migration as data (id, phase, state).
+//! - [`cluster`]: the [`Cluster`] state advanced by [`Cluster::step`], and
+//!   the migrations it runs.
 //! - [`scenario`]: timed events ([`Scenario`]) applied to a cluster.
-//! - [`source`]: [`SimSource`], one host of the cluster as a [`crate::sources::Source`].
+//! - [`shared`]: a [`SharedCluster`] stepped in real time by a background task.
+//!
+//! It depends on nothing above the snapshot: sources, the webhook's sim
+//! executor and the demo read it (`crate::sources::sim` is one host of it
+//! as a source).
 
-#[cfg(test)]
-mod cluster_tests;
+pub mod cluster;
 pub mod formulas;
 pub mod migration;
-pub mod model;
+pub mod params;
 pub mod scenario;
-pub mod source;
+pub mod shared;
 pub mod spec;
 mod units;
 
-pub use formulas::{MemoryParams, MigrationParams, PAGE_SIZE};
+pub use cluster::{Cluster, HvCounters, LostDomain, SimDomain, SimHost};
 pub use migration::{MigrationId, MigrationState, MigrationStatus};
-pub use model::{Cluster, HvCounters, LostDomain, SimDomain, SimHost};
+pub use params::{MemoryParams, MigrationParams, PAGE_SIZE, Workload};
 pub use scenario::{Action, Applied, Event, Scenario, WorkloadPatch};
-pub use source::SimSource;
-pub use spec::{ClusterSpec, DiskSpec, DomainSpec, HostSpec, NicSpec, SimParams, Workload};
+pub use shared::{SharedCluster, spawn_stepper};
+pub use spec::{ClusterSpec, DiskSpec, DomainSpec, HostSpec, NicSpec, SimParams};
 
 /// Why a cluster operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

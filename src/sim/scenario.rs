@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de};
 
-use crate::model::WarningKind;
+use crate::snapshot::WarningKind;
 
 use super::units::{de_duration, de_opt_bytes};
 use super::{Cluster, SimError, YamlError};

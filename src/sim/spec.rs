@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::formulas::{MemoryParams, MigrationParams};
+use super::params::{MemoryParams, MigrationParams, Workload, default_idle_cpu, default_touched};
 use super::units::de_bytes;
 use super::{SimError, YamlError};
 
@@ -73,27 +73,6 @@ pub struct DomainSpec {
     pub nic: NicSpec,
     #[serde(default)]
     pub disk: DiskSpec,
-}
-
-/// What a domain does; the scenario can change any field at run time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Workload {
-    /// Requests served per second.
-    pub request_rate: f64,
-    /// Memory the application keeps in use.
-    #[serde(deserialize_with = "de_bytes")]
-    pub working_set_bytes: u64,
-    /// Pages written per second.
-    pub dirty_rate: f64,
-    /// CPU seconds one request costs.
-    pub cpu_seconds_per_request: f64,
-    /// Share of each vCPU busy with no requests (default 0.02).
-    #[serde(default = "default_idle_cpu")]
-    pub idle_cpu: f64,
-    /// Fresh anonymous memory each request touches (default 64 KiB).
-    #[serde(default = "default_touched", deserialize_with = "de_bytes")]
-    pub touched_bytes_per_request: u64,
 }
 
 /// The domain's one virtual NIC (`vif<domid>.0`).
@@ -191,12 +170,6 @@ fn default_xen_version() -> String {
 }
 fn default_reserved() -> u64 {
     32 * MIB
-}
-fn default_idle_cpu() -> f64 {
-    0.02
-}
-fn default_touched() -> u64 {
-    64 * KIB
 }
 
 impl ClusterSpec {

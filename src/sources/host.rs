@@ -12,7 +12,7 @@ use sysinfo::{Components, MemoryRefreshKind, RefreshKind, System};
 
 use super::{BoxFuture, Source, SourceError};
 use crate::config::WarningsConfig;
-use crate::model::{Collection, Dom0Health, WarningKind};
+use crate::snapshot::{Collection, Dom0Health, WarningKind};
 
 /// Reads dom0 health and the warning signals.
 pub struct HostSource {
@@ -31,19 +31,18 @@ impl HostSource {
         }
     }
 
-    fn health(&self) -> Result<Dom0Health, String> {
+    fn health(&self) -> Result<Dom0Health, HostError> {
         let mut g = self.sys.lock().unwrap_or_else(|e| e.into_inner());
         let (sys, comps) = &mut *g;
         if sys.is_none() {
             let kind = RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram());
             *sys = Some(
-                System::new_with_specifics(kind)
-                    .map_err(|e| format!("cannot read dom0 memory: {e}"))?,
+                System::new_with_specifics(kind).map_err(|e| HostError::Memory(e.to_string()))?,
             );
         }
-        let sys = sys.as_mut().ok_or("no system")?;
+        let sys = sys.as_mut().ok_or(HostError::NoSystem)?;
         sys.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        let l = System::load_average().map_err(|e| format!("cannot read load average: {e}"))?;
+        let l = System::load_average().map_err(|e| HostError::Load(e.to_string()))?;
         let temperatures = match comps {
             Some(c) => {
                 c.refresh(true);
@@ -62,12 +61,17 @@ impl HostSource {
         })
     }
 
-    async fn ups_on_battery(&self) -> Result<bool, String> {
+    async fn ups_on_battery(&self) -> Result<bool, HostError> {
         let text = if let Some(f) = self.cfg.ups_status_file.as_ref() {
             match std::fs::read_to_string(f) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(format!("cannot read UPS status file {}: {e}", f.display())),
+                Err(error) => {
+                    return Err(HostError::UpsFile {
+                        path: f.clone(),
+                        error,
+                    });
+                }
             }
         } else if let Some((prog, args)) = self.cfg.ups_command.split_first() {
             let out = tokio::time::timeout(
@@ -78,13 +82,16 @@ impl HostSource {
                     .output(),
             )
             .await
-            .map_err(|_| format!("UPS command {prog} timed out"))?
-            .map_err(|e| format!("cannot run UPS command {prog}: {e}"))?;
+            .map_err(|_| HostError::UpsTimeout(prog.clone()))?
+            .map_err(|error| HostError::UpsRun {
+                prog: prog.clone(),
+                error,
+            })?;
             if !out.status.success() {
-                return Err(format!(
-                    "UPS command {prog} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
+                return Err(HostError::UpsFailed {
+                    prog: prog.clone(),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
             }
             String::from_utf8_lossy(&out.stdout).into_owned()
         } else {
@@ -129,6 +136,29 @@ pub fn edac_counts(dir: &Path) -> Option<(u64, u64)> {
     found.then_some((ce, ue))
 }
 
+/// Why dom0's health or the UPS could not be read (one line, cause included:
+/// it becomes the source's error).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot read dom0 memory: {0}")]
+    Memory(String),
+    #[error("no system")]
+    NoSystem,
+    #[error("cannot read load average: {0}")]
+    Load(String),
+    #[error("cannot read UPS status file {}: {error}", path.display())]
+    UpsFile {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("UPS command {0} timed out")]
+    UpsTimeout(String),
+    #[error("cannot run UPS command {prog}: {error}")]
+    UpsRun { prog: String, error: std::io::Error },
+    #[error("UPS command {prog} failed: {stderr}")]
+    UpsFailed { prog: String, stderr: String },
+}
+
 impl Source for HostSource {
     fn name(&self) -> &'static str {
         "host"
@@ -159,7 +189,10 @@ impl Source for HostSource {
             // other signals above are already in.
             let ups = self.ups_on_battery().await;
             out.warn(WarningKind::UpsOnBattery, *ups.as_ref().unwrap_or(&false));
-            health.map(|_| ()).and(ups.map(|_| ())).map_err(SourceError)
+            health
+                .map(|_| ())
+                .and(ups.map(|_| ()))
+                .map_err(|e| SourceError(e.to_string()))
         })
     }
 }

@@ -1,15 +1,23 @@
-//! Sources of host and domain data, behind one trait.
+//! Sources of host and domain data, behind one trait: every [`Source`] of
+//! the crate lives here.
 //!
 //! A [`Source`] adds what it knows to a [`Collection`]; the collector runs
 //! every source of an exporter once per scrape, times it, and records whether
 //! it succeeded. The rest of the code never knows which sources it reads.
+//!
+//! - [`xen`]: libxenstat (the only `unsafe`, in `xen::ffi`).
+//! - [`xenstore`]: names, UUIDs, memory targets, guest reports.
+//! - [`host`]: dom0's health and the warning-failure signals.
+//! - [`sim`]: one host of the modelled cluster (`crate::sim`).
+//! - [`heartbeat`]: the UDP mesh between exporters.
+//! - [`probe`]: each domain's service probe.
 
 pub mod xen;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::model::{Collection, Snapshot};
+use crate::snapshot::{Collection, Snapshot};
 
 /// A boxed future, as returned by [`Source::collect`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -47,5 +55,8 @@ pub trait Source: Send + Sync {
     fn observe(&self, _snapshot: &Snapshot) {}
 }
 
+pub mod heartbeat;
 pub mod host;
+pub mod probe;
+pub mod sim;
 pub mod xenstore;

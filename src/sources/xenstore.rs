@@ -19,7 +19,7 @@ use xenstore_rs::{AsyncWatch, AsyncXs};
 
 use super::{BoxFuture, Source, SourceError};
 use crate::guest::{self, Rejections};
-use crate::model::{Collection, Direction, DomId, DomainMeta, Histogram, WarningKind};
+use crate::snapshot::{Collection, Direction, DomId, DomainMeta, Histogram, WarningKind};
 
 /// The UUID Xen gives dom0.
 pub const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";

@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use xentinel::demo::SharedCluster;
 use xentinel::migration::executor::Executor;
 use xentinel::migration::joblog::JobLog;
 use xentinel::migration::metrics::Metrics;
 use xentinel::migration::planner::Inventory;
 use xentinel::migration::receiver::{self, KnownHosts, Receiver};
 use xentinel::migration::runner::{Engine, Settings};
+use xentinel::sim::SharedCluster;
 
 pub use super::http::{free_port, request};
 use xentinel::sim::Cluster;
@@ -220,7 +220,7 @@ impl Webhook {
             tokio::spawn(xentinel::http::serve(
                 l,
                 router,
-                xentinel::webconfig::WebSecurity::default(),
+                xentinel::http::webconfig::WebSecurity::default(),
                 std::future::pending(),
             ));
             addr

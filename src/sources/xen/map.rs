@@ -1,6 +1,6 @@
 //! Pure mapping from libxenstat's raw values to the domain model: units, states, device names.
 
-use crate::model::{Collection, DomainState, DomainStats, HostStats, NetIf, Vbd, Vcpu};
+use crate::snapshot::{Collection, DomainState, DomainStats, HostStats, NetIf, Vbd, Vcpu};
 
 use super::raw::{RawDomain, RawNode, RawVbd};
 

@@ -1,6 +1,6 @@
 //! The `xen` source: hypervisor statistics from libxenstat (what `xentop` shows).
 //!
-//! libxenstat is opened at run time ([`ffi`]), so the binary runs in a
+//! libxenstat is opened at run time (`ffi`), so the binary runs in a
 //! minimal dom0 with nothing but glibc and Xen's own libraries; its values are
 //! copied into [`raw`] types and mapped to the model by the pure [`map`].
 //! When it cannot start, [`XenOpenError`] says in one sentence what is missing.
@@ -14,7 +14,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::model::Collection;
+use crate::snapshot::Collection;
 use crate::sources::{BoxFuture, Source, SourceError};
 
 use ffi::{LoadError, NodeError, Xenstat};

@@ -1,0 +1,198 @@
+//! HTTP: serves one collector's snapshot on the telemetry path, a landing
+//! page at `/` and `/-/healthy`, with the TLS and basic auth of
+//! [`webconfig`]; [`serve`] also serves the webhook's router. This layer only
+//! renders; it never collects anything itself beyond asking the collector
+//! for a snapshot.
+
+pub mod webconfig;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use futures::StreamExt;
+
+use crate::collector::Collector;
+use crate::exposition;
+use webconfig::WebSecurity;
+
+struct App {
+    collector: Arc<Collector>,
+    telemetry_path: String,
+    title: String,
+}
+
+/// The exporter's router.
+pub fn router(collector: Arc<Collector>, telemetry_path: &str, title: &str) -> Router {
+    let app = Arc::new(App {
+        collector,
+        telemetry_path: telemetry_path.to_string(),
+        title: title.to_string(),
+    });
+    Router::new()
+        .route("/", get(landing))
+        .route(telemetry_path, get(metrics))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(|| async { "OK\n" }))
+        .with_state(app)
+}
+
+/// Size of one piece of a streamed `/metrics` body.
+const CHUNK: usize = 64 * 1024;
+
+/// Collects a snapshot and renders it. A body of more than [`CHUNK`] bytes is
+/// streamed: each piece is rendered when hyper asks for it, so a scrape holds
+/// the snapshot and one piece, not the whole text (38 MB at 10,000 domains),
+/// and concurrent scrapes interleave on the runtime's workers piece by piece.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let snap = app.collector.snapshot().await;
+    let mut r = exposition::Rendering::new(&snap);
+    let mut first = String::with_capacity(CHUNK + CHUNK / 8);
+    let body = if r.fill(&snap, &mut first, CHUNK) {
+        Body::from(first)
+    } else {
+        let rest = futures::stream::unfold(Some((snap, r)), |state| async move {
+            let (snap, mut r) = state?;
+            let mut out = String::with_capacity(CHUNK + CHUNK / 8);
+            let done = r.fill(&snap, &mut out, CHUNK);
+            Some((Ok::<_, Infallible>(out), (!done).then_some((snap, r))))
+        });
+        Body::from_stream(futures::stream::once(async { Ok(first) }).chain(rest))
+    };
+    ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], body).into_response()
+}
+
+async fn landing(State(app): State<Arc<App>>) -> Html<String> {
+    let title = html_escape(&app.title);
+    let path = html_escape(&app.telemetry_path);
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>{title}</title></head><body>\n<h1>{title}</h1>\n\
+         <p>Prometheus exporter for Xen hosts, version {}.</p>\n\
+         <ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li></ul>\n</body></html>\n",
+        exposition::BUILD.version
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A listen address that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("invalid listen address {addr:?}: {error} (use host:port, e.g. 0.0.0.0:10025)")]
+    Address {
+        addr: String,
+        error: std::net::AddrParseError,
+    },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds `addr`, failing with a clear message when the port is taken.
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BindError> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    let sock: SocketAddr = full.parse().map_err(|error| BindError::Address {
+        addr: addr.to_string(),
+        error,
+    })?;
+    tokio::net::TcpListener::bind(sock)
+        .await
+        .map_err(|source| BindError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, with the TLS and
+/// basic auth of `sec` (the `--web.config.file`) when it has them.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    sec: WebSecurity,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = match sec.basic_auth {
+        Some(auth) => router.layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let auth = auth.clone();
+                async move {
+                    let hdr = req
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    if auth.check(hdr) {
+                        next.run(req).await
+                    } else {
+                        (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::WWW_AUTHENTICATE, "Basic realm=\"xentinel\"")],
+                            "unauthorized\n",
+                        )
+                            .into_response()
+                    }
+                }
+            },
+        )),
+        None => router,
+    };
+    let Some(tls) = sec.tls else {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        return Ok(());
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let tls = tls.clone();
+        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return log::debug!("TLS handshake with {peer} failed: {e}"),
+                    Err(_) => return log::debug!("TLS handshake with {peer} timed out"),
+                };
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await
+            {
+                log::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+}

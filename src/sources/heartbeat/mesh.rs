@@ -1,0 +1,592 @@
+//! The heartbeat task: ONE UDP socket and ONE tokio task for every peer.
+//! The exporter runs it on a thread of its own ([`Heartbeat::start_on_thread`]).
+//!
+//! A `tokio::time::interval` tick sends a ping to each peer and counts as
+//! lost the pings older than the loss timeout; `recv_from` takes both the
+//! peers' pings (answered at once with a pong from the same socket) and their
+//! pongs to ours. A pong is answered to the address the ping came from, so a
+//! peer is known by the name in its packets, not by its address.
+//!
+//! The loss timeout is max(1 s, 10 intervals): a pong after it is counted
+//! late (and the ping stays counted lost). A peer is up while an answer came
+//! within `down_after` intervals.
+//!
+//! [`HeartbeatControl`] lets a simulation mute the mesh, drop a share of the
+//! packets it sends, or hold them for a while before sending.
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use super::packet::{self, Key, Kind, MAX_LEN, Packet, Reject};
+use super::stats::PeerState;
+use crate::snapshot::HeartbeatStats;
+
+/// How one mesh behaves.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// This host's name in its packets (1..=64 bytes).
+    pub name: String,
+    /// Time between two pings to a peer.
+    pub interval: Duration,
+    /// A peer is down after this many intervals without an answer.
+    pub down_after: u32,
+    /// Window of the longest gap.
+    pub gap_window: Duration,
+    /// Shared HMAC key; `None` sends and accepts untagged packets.
+    pub key: Option<Key>,
+}
+
+impl MeshConfig {
+    /// Time after which an unanswered ping is lost: max(1 s, 10 intervals).
+    pub fn loss_timeout(&self) -> Duration {
+        (self.interval * 10).max(Duration::from_secs(1))
+    }
+
+    /// Time without an answer after which a peer is down.
+    pub fn down_after_duration(&self) -> Duration {
+        self.interval * self.down_after
+    }
+}
+
+/// A peer to ping: its name and resolved address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    mute: AtomicBool,
+    drop_ppm: AtomicU32,
+    delay_ns: AtomicU64,
+}
+
+/// Test and simulation hook: mute, lossy or slow heartbeats.
+#[derive(Debug, Clone)]
+pub struct HeartbeatControl(Arc<Control>);
+
+impl HeartbeatControl {
+    /// Drops every packet sent and received while on.
+    pub fn set_mute(&self, on: bool) {
+        self.0.mute.store(on, Ordering::Relaxed);
+    }
+
+    /// Drops this share (0..=100) of the packets sent, pings and pongs alike.
+    pub fn set_drop_percent(&self, pct: f64) {
+        let ppm = (pct.clamp(0.0, 100.0) * 10_000.0).round() as u32;
+        self.0.drop_ppm.store(ppm, Ordering::Relaxed);
+    }
+
+    /// Holds every packet sent for this long before sending it.
+    pub fn set_extra_delay(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.0.delay_ns.store(ns, Ordering::Relaxed);
+    }
+}
+
+struct State {
+    peers: BTreeMap<Vec<u8>, PeerState>,
+    rejected: [u64; Reject::ALL.len()],
+}
+
+impl State {
+    fn reject(&mut self, r: Reject) {
+        self.rejected[r as usize] += 1;
+    }
+}
+
+struct Shared {
+    cfg: MeshConfig,
+    state: Mutex<State>,
+    control: Arc<Control>,
+    local: SocketAddr,
+}
+
+/// Handle on a running mesh; the task ends when the peers channel's sender is dropped.
+#[derive(Clone)]
+pub struct Heartbeat {
+    shared: Arc<Shared>,
+}
+
+impl Heartbeat {
+    /// Starts the mesh task on `sock` (in the current tokio runtime), pinging
+    /// the peers `peers` holds and following its changes: a peer that leaves
+    /// the list leaves the stats; one that stays keeps its counters.
+    pub fn start(
+        sock: UdpSocket,
+        cfg: MeshConfig,
+        peers: watch::Receiver<Vec<PeerSpec>>,
+    ) -> std::io::Result<Heartbeat> {
+        let hb = Heartbeat::new(sock.local_addr()?, cfg);
+        tokio::spawn(run(sock, hb.shared.clone(), peers));
+        Ok(hb)
+    }
+
+    /// Like [`Heartbeat::start`], but the task runs on a thread of its own
+    /// (a current-thread runtime), so scrapes and sources that block their
+    /// worker for a while never delay a pong or an RTT timestamp.
+    pub fn start_on_thread(
+        sock: std::net::UdpSocket,
+        cfg: MeshConfig,
+        peers: watch::Receiver<Vec<PeerSpec>>,
+    ) -> std::io::Result<Heartbeat> {
+        sock.set_nonblocking(true)?;
+        let hb = Heartbeat::new(sock.local_addr()?, cfg);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let shared = hb.shared.clone();
+        std::thread::Builder::new()
+            .name("xentinel-heartbeat".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    match UdpSocket::from_std(sock) {
+                        Ok(sock) => run(sock, shared, peers).await,
+                        Err(e) => log::error!("heartbeat socket: {e}"),
+                    }
+                })
+            })?;
+        Ok(hb)
+    }
+
+    fn new(local: SocketAddr, cfg: MeshConfig) -> Heartbeat {
+        Heartbeat {
+            shared: Arc::new(Shared {
+                cfg,
+                state: Mutex::new(State {
+                    peers: BTreeMap::new(),
+                    rejected: [0; Reject::ALL.len()],
+                }),
+                control: Arc::default(),
+                local,
+            }),
+        }
+    }
+
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// The mesh's configuration.
+    pub fn config(&self) -> &MeshConfig {
+        &self.shared.cfg
+    }
+
+    /// The simulation hook.
+    pub fn control(&self) -> HeartbeatControl {
+        HeartbeatControl(self.shared.control.clone())
+    }
+
+    /// Every peer's figures now, by name.
+    pub fn stats(&self) -> HeartbeatStats {
+        let now = Instant::now();
+        let down = self.shared.cfg.down_after_duration();
+        let st = lock(&self.shared.state);
+        HeartbeatStats {
+            peers: st.peers.values().map(|p| p.snapshot(now, down)).collect(),
+            rejected: Reject::ALL
+                .iter()
+                .map(|r| (r.as_str(), st.rejected[*r as usize]))
+                .collect(),
+        }
+    }
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A packet held back by [`HeartbeatControl::set_extra_delay`].
+struct Delayed {
+    due: Instant,
+    addr: SocketAddr,
+    len: usize,
+    buf: [u8; MAX_LEN],
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, o: &Self) -> bool {
+        self.due == o.due
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delayed {
+    /// Reversed, so the max-heap pops the earliest.
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.due.cmp(&self.due)
+    }
+}
+
+/// The sending side of the task: the socket, the hook and the held packets.
+struct Out<'a> {
+    sock: &'a UdpSocket,
+    control: &'a Control,
+    rng: u64,
+    held: BinaryHeap<Delayed>,
+}
+
+impl Out<'_> {
+    fn send(&mut self, buf: &[u8; MAX_LEN], len: usize, addr: SocketAddr, now: Instant) {
+        let c = self.control;
+        if c.mute.load(Ordering::Relaxed) {
+            return;
+        }
+        let ppm = c.drop_ppm.load(Ordering::Relaxed);
+        if ppm > 0 && (self.next_random() % 1_000_000) < u64::from(ppm) {
+            return;
+        }
+        let delay = c.delay_ns.load(Ordering::Relaxed);
+        if delay > 0 {
+            self.held.push(Delayed {
+                due: now + Duration::from_nanos(delay),
+                addr,
+                len,
+                buf: *buf,
+            });
+            return;
+        }
+        // UDP: a full socket buffer is loss like any other.
+        let _ = self.sock.try_send_to(&buf[..len], addr);
+    }
+
+    fn flush(&mut self, now: Instant) {
+        while self.held.peek().is_some_and(|d| d.due <= now) {
+            if let Some(d) = self.held.pop() {
+                let _ = self.sock.try_send_to(&d.buf[..d.len], d.addr);
+            }
+        }
+    }
+
+    /// xorshift64*: enough to pick packets to drop.
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Microseconds since the Unix epoch: the first sequence number of a peer, so
+/// a restarted sender starts above every sequence it sent before (it sends far
+/// fewer than one ping per microsecond) and its pings are not taken as replays.
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(1)
+}
+
+fn apply_peers(sh: &Shared, list: &[PeerSpec], now: Instant) {
+    let mut st = lock(&sh.state);
+    st.peers
+        .retain(|name, _| list.iter().any(|p| p.name.as_bytes() == name.as_slice()));
+    for p in list {
+        match st.peers.get_mut(p.name.as_bytes()) {
+            Some(s) => s.addr = p.addr,
+            None => {
+                let s = PeerState::new(
+                    p.name.clone(),
+                    p.addr,
+                    unix_micros(),
+                    sh.cfg.gap_window,
+                    now,
+                );
+                st.peers.insert(p.name.as_bytes().to_vec(), s);
+            }
+        }
+    }
+}
+
+async fn run(sock: UdpSocket, sh: Arc<Shared>, mut peers: watch::Receiver<Vec<PeerSpec>>) {
+    let base = Instant::now();
+    let ns = |t: Instant| t.saturating_duration_since(base).as_nanos() as u64;
+    let cfg = &sh.cfg;
+    let loss_ns = cfg.loss_timeout().as_nanos() as u64;
+    let key = cfg.key.as_ref();
+    let me = cfg.name.as_bytes();
+    let mut out = Out {
+        sock: &sock,
+        control: &sh.control,
+        rng: unix_micros() | 1,
+        held: BinaryHeap::new(),
+    };
+    let list = peers.borrow_and_update().clone();
+    apply_peers(&sh, &list, Instant::now());
+    let mut ticker = tokio::time::interval(cfg.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tx = [0u8; MAX_LEN];
+    // Larger than any valid packet, so an oversized one is seen as such.
+    let mut rx = [0u8; 2048];
+    loop {
+        let next_due = out
+            .held
+            .peek()
+            .map(|d| tokio::time::Instant::from_std(d.due));
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                let now_ns = ns(now);
+                let mut st = lock(&sh.state);
+                for p in st.peers.values_mut() {
+                    p.expire(now_ns, loss_ns);
+                    let seq = p.on_send(now_ns);
+                    let pkt = Packet { kind: Kind::Ping, name: me, seq, ts_ns: now_ns };
+                    let n = packet::encode(&pkt, key, &mut tx);
+                    out.send(&tx, n, p.addr, now);
+                }
+            }
+            r = sock.recv_from(&mut rx) => {
+                let Ok((n, from)) = r else { continue };
+                if sh.control.mute.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let now = Instant::now();
+                let mut st = lock(&sh.state);
+                let pkt = match packet::decode(&rx[..n], key) {
+                    Ok(p) => p,
+                    Err(r) => {
+                        st.reject(r);
+                        continue;
+                    }
+                };
+                let Some(peer) = st.peers.get_mut(pkt.name) else {
+                    st.reject(Reject::UnknownPeer);
+                    continue;
+                };
+                match pkt.kind {
+                    Kind::Ping => {
+                        if !peer.replay.accept(pkt.seq) {
+                            st.reject(Reject::Replay);
+                            continue;
+                        }
+                        drop(st);
+                        let pong = Packet { kind: Kind::Pong, name: me, ..pkt };
+                        let n = packet::encode(&pong, key, &mut tx);
+                        out.send(&tx, n, from, now);
+                    }
+                    Kind::Pong => {
+                        if let Err(r) = peer.on_pong(pkt.seq, pkt.ts_ns, ns(now), now) {
+                            st.reject(r);
+                        }
+                    }
+                }
+            }
+            ch = peers.changed() => {
+                if ch.is_err() {
+                    break;
+                }
+                let list = peers.borrow_and_update().clone();
+                apply_peers(&sh, &list, Instant::now());
+            }
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {
+                out.flush(Instant::now());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(name: &str, key: Option<Key>) -> MeshConfig {
+        MeshConfig {
+            name: name.into(),
+            interval: Duration::from_millis(10),
+            down_after: 3,
+            gap_window: Duration::from_secs(60),
+            key,
+        }
+    }
+
+    struct Pair {
+        a: Heartbeat,
+        b: Heartbeat,
+        _txa: watch::Sender<Vec<PeerSpec>>,
+        _txb: watch::Sender<Vec<PeerSpec>>,
+    }
+
+    async fn pair(ka: Option<Key>, kb: Option<Key>) -> Pair {
+        let sa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sb = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (aa, ab) = (sa.local_addr().unwrap(), sb.local_addr().unwrap());
+        let (txa, rxa) = watch::channel(vec![PeerSpec {
+            name: "b".into(),
+            addr: ab,
+        }]);
+        let (txb, rxb) = watch::channel(vec![PeerSpec {
+            name: "a".into(),
+            addr: aa,
+        }]);
+        Pair {
+            a: Heartbeat::start(sa, cfg("a", ka), rxa).unwrap(),
+            b: Heartbeat::start(sb, cfg("b", kb), rxb).unwrap(),
+            _txa: txa,
+            _txb: txb,
+        }
+    }
+
+    async fn settle(ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    #[tokio::test]
+    async fn two_meshes_see_each_other() {
+        let key = Key::new(b"a shared secret!");
+        let p = pair(Some(key.clone()), Some(key)).await;
+        settle(300).await;
+        for hb in [&p.a, &p.b] {
+            let s = hb.stats();
+            assert_eq!(s.peers.len(), 1);
+            let peer = &s.peers[0];
+            assert!(peer.up, "{peer:?}");
+            assert!(
+                peer.sent >= 20 && peer.received + 2 >= peer.sent,
+                "{peer:?}"
+            );
+            assert_eq!(peer.rtt.count, peer.received);
+            assert!(peer.rtt.sum / peer.rtt.count as f64 > 0.0);
+            assert!(s.rejected.values().all(|n| *n == 0), "{s:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_or_missing_key_is_rejected_and_the_peer_is_down() {
+        let p = pair(Some(Key::new(b"one key")), Some(Key::new(b"another"))).await;
+        settle(200).await;
+        let s = p.a.stats();
+        assert!(!s.peers[0].up);
+        assert!(s.rejected["bad_mac"] >= 5, "{s:?}");
+        let p = pair(Some(Key::new(b"one key")), None).await;
+        settle(200).await;
+        assert!(p.a.stats().rejected["missing_mac"] >= 5);
+        // b has no key: a's tagged packets are taken, yet b's untagged pongs are not.
+        assert!(p.b.stats().peers[0].sent >= 5 && !p.b.stats().peers[0].up);
+    }
+
+    #[tokio::test]
+    async fn unknown_peers_replays_and_garbage_are_counted() {
+        // a knows a peer b that never runs: the test plays b.
+        let sa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = sa.local_addr().unwrap();
+        let (_tx, rx) = watch::channel(vec![PeerSpec {
+            name: "b".into(),
+            addr: "127.0.0.1:9".parse().unwrap(),
+        }]);
+        let a = Heartbeat::start(sa, cfg("a", None), rx).unwrap();
+        let probe = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut buf = [0u8; MAX_LEN];
+        let stranger = Packet {
+            kind: Kind::Ping,
+            name: b"stranger",
+            seq: 1,
+            ts_ns: 1,
+        };
+        let n = packet::encode(&stranger, None, &mut buf);
+        probe.send_to(&buf[..n], to).await.unwrap();
+        probe.send_to(b"garbage", to).await.unwrap();
+        // A ping as b, sent twice: the second is a replay. The first is
+        // answered to the address it came from.
+        let ping = Packet {
+            kind: Kind::Ping,
+            name: b"b",
+            seq: 77,
+            ts_ns: 7,
+        };
+        let n = packet::encode(&ping, None, &mut buf);
+        probe.send_to(&buf[..n], to).await.unwrap();
+        let mut rx = [0u8; 2048];
+        let (m, _) = tokio::time::timeout(Duration::from_secs(1), probe.recv_from(&mut rx))
+            .await
+            .unwrap()
+            .unwrap();
+        let pong = packet::decode(&rx[..m], None).unwrap();
+        assert_eq!(
+            (pong.kind, pong.name, pong.seq, pong.ts_ns),
+            (Kind::Pong, &b"a"[..], 77, 7)
+        );
+        probe.send_to(&buf[..n], to).await.unwrap();
+        // A pong nobody asked for.
+        let unasked = Packet {
+            kind: Kind::Pong,
+            ..ping
+        };
+        let n = packet::encode(&unasked, None, &mut buf);
+        probe.send_to(&buf[..n], to).await.unwrap();
+        settle(100).await;
+        let s = a.stats();
+        let r = &s.rejected;
+        assert_eq!(r["unknown_peer"], 1);
+        assert_eq!(r["bad_size"], 1);
+        assert_eq!(r["replay"], 2, "{r:?}");
+        assert_eq!(s.peers[0].received, 0);
+        assert!(!s.peers[0].up);
+    }
+
+    #[tokio::test]
+    async fn mute_then_unmute_shows_down_then_the_gap() {
+        let p = pair(None, None).await;
+        settle(150).await;
+        assert!(p.a.stats().peers[0].up);
+        p.b.control().set_mute(true);
+        settle(400).await;
+        let s = &p.a.stats().peers[0];
+        assert!(!s.up);
+        assert!(s.longest_gap_seconds >= 0.38, "{s:?}");
+        p.b.control().set_mute(false);
+        settle(100).await;
+        let s = &p.a.stats().peers[0];
+        assert!(s.up);
+        assert!((0.38..0.6).contains(&s.longest_gap_seconds), "{s:?}");
+    }
+
+    #[tokio::test]
+    async fn drop_and_delay_hooks_shape_the_traffic() {
+        let p = pair(None, None).await;
+        p.b.control().set_extra_delay(Duration::from_millis(20));
+        settle(400).await;
+        let s = &p.a.stats().peers[0];
+        let mean = s.rtt.sum / s.rtt.count as f64;
+        assert!((0.019..0.03).contains(&mean), "mean rtt {mean}");
+        p.b.control().set_extra_delay(Duration::ZERO);
+        p.b.control().set_drop_percent(100.0);
+        settle(50).await;
+        let before = p.a.stats().peers[0].received;
+        settle(200).await;
+        assert_eq!(p.a.stats().peers[0].received, before);
+    }
+
+    #[tokio::test]
+    async fn peers_follow_the_channel() {
+        let sa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let peer = |n: &str| PeerSpec {
+            name: n.into(),
+            addr: "127.0.0.1:9".parse().unwrap(),
+        };
+        let (tx, rx) = watch::channel(vec![peer("x"), peer("y")]);
+        let hb = Heartbeat::start(sa, cfg("a", None), rx).unwrap();
+        settle(50).await;
+        let names = |hb: &Heartbeat| -> Vec<String> {
+            hb.stats().peers.into_iter().map(|p| p.name).collect()
+        };
+        assert_eq!(names(&hb), ["x", "y"]);
+        let sent = hb.stats().peers[1].sent;
+        tx.send(vec![peer("y"), peer("z")]).unwrap();
+        settle(50).await;
+        assert_eq!(names(&hb), ["y", "z"]);
+        assert!(hb.stats().peers[0].sent > sent, "y keeps its counters");
+    }
+}
