@@ -3,9 +3,9 @@
 //! delivery starts nothing. How fast (POST sent -> first migration start, in
 //! ms, beside an HTTP round trip and a durable SQLite write on the same
 //! machine in the same run) is measured by the bench: `scripts/bench.sh`,
-//! docs/benchmarks.md ("Webhook"). The only time bound here is how long one
-//! alert may take to start its migration (10 s, against ~10-80 ms at load
-//! 6-9 with this crate unoptimized): a stall, not a speed.
+//! docs/benchmarks.md ("Webhook"). The only time bounds here are a stall's,
+//! not a speed's: 10 s for one alert to start its migration and 60 s for all
+//! jobs to finish, against milliseconds and a few seconds on a loaded machine.
 
 mod support;
 
@@ -81,7 +81,8 @@ fn every_alert_starts_exactly_one_job_and_its_migration() {
     }
     // One job per alert, on the alerted host. Each job moves what is on its
     // host when it runs: the host's own domain, and any an earlier job
-    // placed there. Every migration the cluster made is one step of a job.
+    // placed there (unless that job is still moving it). Every migration
+    // the cluster made is one done step of a job.
     wait_for("every job to finish", Duration::from_secs(60), || {
         let jobs = wh.engine.db(|l| l.jobs(10 * ALERTS)).unwrap();
         jobs.iter()
@@ -99,18 +100,20 @@ fn every_alert_starts_exactly_one_job_and_its_migration() {
         let steps = wh.engine.db(|l| l.steps(j.id)).unwrap();
         let own = format!("vm{}", &j.host[1..]);
         assert!(
-            steps.iter().any(|s| s.domain == own),
+            steps.iter().any(|s| s.domain == own && s.state == "done"),
             "job {} on {} did not move {own}: {steps:?}",
             j.id,
             j.host
         );
         for s in &steps {
-            assert_eq!(
-                (s.source.as_str(), s.state.as_str()),
-                (j.host.as_str(), "done"),
-                "{s:?}"
-            );
-            *per_domain.entry(s.domain.clone()).or_default() += 1;
+            assert_eq!(s.source, j.host, "{s:?}");
+            match s.state.as_str() {
+                "done" => *per_domain.entry(s.domain.clone()).or_default() += 1,
+                // A domain an earlier job was still moving onto this host:
+                // the per-domain claim leaves it to that job.
+                "cancelled" if s.reason.contains("being migrated by job") => {}
+                _ => panic!("job {} on {}: {s:?}", j.id, j.host),
+            }
         }
     }
     assert_eq!(st.migrations_per_domain(), per_domain);
