@@ -35,10 +35,10 @@ fn bin() -> &'static Path {
 }
 
 /// Slack added to every RTT bound. Over a window of 300 pongs, the mean moves
-/// by what the exporters' per-packet work and wake-ups add (~0.1-0.2 ms with
-/// this crate unoptimized, measured at load 6-9) and by rare long delays
-/// (a 30 ms stall of one pong adds 0.1 ms to the mean). 2 ms is 10x the
-/// first and would take twenty 30 ms stalls in 3 s.
+/// by what the exporters' per-packet work and wake-ups add (+0.26 to +0.36 ms
+/// over ping with this crate unoptimized, measured at load 5-9) and by rare
+/// long delays (a 30 ms stall of one pong adds 0.1 ms to the mean). 2 ms is
+/// 5x the first and would take another fifty 30 ms stalls in 3 s.
 const RTT_FLOOR: f64 = 2e-3;
 
 /// Mean heartbeat RTT against `ping` on the same path at the same time:
