@@ -116,6 +116,8 @@ fn every_dropped_datagram_is_counted_lost() {
         l.ping.sent,
         l.ping_dropped,
     );
+    // A and B each ping every 10 ms for the 5 s and the 1.5 s after: ~1300;
+    // at real-time priority their timers are not starved by load.
     assert!(l.pings >= 1000.0, "only {} pings in 5 s", l.pings);
     assert!(l.dropped > 0, "the rule dropped nothing: {l:?}");
     let dropped = l.dropped as f64;
