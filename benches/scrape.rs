@@ -480,11 +480,15 @@ fn main() {
     let bin = xentinel_bin();
     let logs = std::env::temp_dir().join(format!("xentinel-bench-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("create the log directory");
-    match std::env::var("XENTINEL_BENCH_ONLY").as_deref() {
-        Ok("webhook") => return println!("{}", extra::bench_webhook(&bin, &logs)),
-        Ok("heartbeat") => return println!("{}", extra::bench_heartbeat(&bin, &logs)),
-        Ok("netns") => return println!("{}", heartbeat_netns::bench(&bin, quick)),
-        _ => {}
+    let only = match std::env::var("XENTINEL_BENCH_ONLY").as_deref() {
+        Ok("webhook") => Some(extra::bench_webhook(&bin, &logs)),
+        Ok("heartbeat") => Some(extra::bench_heartbeat(&bin, &logs)),
+        Ok("netns") => Some(heartbeat_netns::bench(&bin, quick)),
+        _ => None,
+    };
+    if let Some(part) = only {
+        let _ = std::fs::remove_dir_all(&logs);
+        return println!("{part}");
     }
     let started = Instant::now();
     let load_start = loadavg();
