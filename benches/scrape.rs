@@ -10,7 +10,7 @@
 //! bench, `target/release/xentinel`), `NODE_EXPORTER` (default:
 //! `/usr/bin/prometheus-node-exporter`), `XENTINEL_BENCH_QUICK=1` (fewer
 //! scrapes, 5 s concurrency: a smoke run that does not write the doc),
-//! `XENTINEL_BENCH_ONLY=renderers|webhook|heartbeat` (only that part;
+//! `XENTINEL_BENCH_ONLY=renderers|webhook|heartbeat|netns` (only that part;
 //! `XENTINEL_BENCH_DOMAINS` sets the renderers' snapshot size, default 1,000),
 //! `XENTINEL_BENCH_DOC` (where to write the report).
 
@@ -18,8 +18,25 @@
 mod client;
 #[path = "scrape/extra.rs"]
 mod extra;
+#[path = "scrape/heartbeat_netns.rs"]
+mod heartbeat_netns;
 #[path = "scrape/renderers.rs"]
 mod renderers;
+
+// The tests' harness for two exporters in network namespaces, so that the
+// bench measures the very runs `tests/heartbeat_netns.rs` checks.
+#[allow(dead_code)]
+#[path = "../tests/support/heartbeat_pair.rs"]
+mod heartbeat_pair;
+#[allow(dead_code)]
+#[path = "../tests/support/http.rs"]
+mod http;
+#[allow(dead_code)]
+#[path = "../tests/support/netns.rs"]
+mod netns;
+#[allow(dead_code)]
+#[path = "../tests/support/scrape.rs"]
+mod scrape;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -463,10 +480,15 @@ fn main() {
     let bin = xentinel_bin();
     let logs = std::env::temp_dir().join(format!("xentinel-bench-{}", std::process::id()));
     std::fs::create_dir_all(&logs).expect("create the log directory");
-    match std::env::var("XENTINEL_BENCH_ONLY").as_deref() {
-        Ok("webhook") => return println!("{}", extra::bench_webhook(&bin, &logs)),
-        Ok("heartbeat") => return println!("{}", extra::bench_heartbeat(&bin, &logs)),
-        _ => {}
+    let only = match std::env::var("XENTINEL_BENCH_ONLY").as_deref() {
+        Ok("webhook") => Some(extra::bench_webhook(&bin, &logs)),
+        Ok("heartbeat") => Some(extra::bench_heartbeat(&bin, &logs)),
+        Ok("netns") => Some(heartbeat_netns::bench(&bin, quick)),
+        _ => None,
+    };
+    if let Some(part) = only {
+        let _ = std::fs::remove_dir_all(&logs);
+        return println!("{part}");
     }
     let started = Instant::now();
     let load_start = loadavg();
@@ -558,6 +580,7 @@ fn main() {
     let rend = renderers::compare(1000, if quick { 5 } else { 30 });
     let webhook = extra::bench_webhook(&bin, &logs);
     let heartbeat = extra::bench_heartbeat(&bin, &logs);
+    let netns = heartbeat_netns::bench(&bin, quick);
 
     // The report.
     let mut md = String::new();
@@ -595,6 +618,8 @@ fn main() {
     md.push_str(&webhook);
     md.push_str("\n## Heartbeat\n\n");
     md.push_str(&heartbeat);
+    md.push_str("\n## Heartbeat over network namespaces, against ping\n\n");
+    md.push_str(&netns);
     let _ = writeln!(
         md,
         "\nWhole run: {:.0} s. Load average (1, 5, 15 min) at the start: {load_start}; at the end: {} \

@@ -28,7 +28,7 @@ fn demo_serves_every_host_and_follows_a_migration() {
     let scenario = dir.join("s.yml");
     std::fs::write(
         &scenario,
-        "- at: 5s\n  action: {migrate: {domain: mail1, to: xen4}}\n\
+        "- at: 30s\n  action: {migrate: {domain: mail1, to: xen4}}\n\
          - at: 5s\n  action: {warning: {host: xen2, kind: maintenance, on: true}}\n",
     )
     .unwrap();
@@ -58,13 +58,27 @@ fn demo_serves_every_host_and_follows_a_migration() {
         wait_for_port(e, Duration::from_secs(20));
     }
 
+    // The four endpoints are scraped one after another, not at one instant:
+    // xen4 (where mail1 goes) before xen3 (where it comes from), so a move
+    // between two scrapes is seen as "on neither" rather than "on both", and
+    // back to back, linted after, so the scrapes are milliseconds apart on a
+    // loaded machine too.
     let scrape_all = || -> Vec<Vec<Sample>> {
-        ep.iter()
+        let mut bodies: Vec<String> = ep
+            .iter()
+            .rev()
             .map(|e| {
                 let (code, body) = scrape::get(e, "/metrics");
                 assert_eq!(code, 200);
-                scrape::promtool_check_metrics(&body);
-                scrape::parse(&body)
+                body
+            })
+            .collect();
+        bodies.reverse();
+        bodies
+            .iter()
+            .map(|body| {
+                scrape::promtool_check_metrics(body);
+                scrape::parse(body)
             })
             .collect()
     };
@@ -85,8 +99,9 @@ fn demo_serves_every_host_and_follows_a_migration() {
         .labels["uuid"]
         .clone();
 
-    // At 10x, the 5 s event is due after 0.5 s; mail1 (1 GiB over 1 Gbit/s)
-    // then takes ~9 simulated seconds to move.
+    // At 10x, the 30 s event is due after 3 s (time for the first scrapes on
+    // a loaded machine, before mail1 moves); mail1 (1 GiB over 1 Gbit/s) then
+    // takes ~9 simulated seconds to move.
     let start = Instant::now();
     loop {
         let all = scrape_all();

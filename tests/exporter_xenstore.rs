@@ -65,7 +65,9 @@ fn scrape(e: &Exporter) -> (String, Vec<Sample>) {
 }
 
 /// Scrapes until the incoming-migration count satisfies `done` (watches are
-/// asynchronous), for at most ~1 s; returns the last scrape either way.
+/// asynchronous), for at most 10 s; returns the last scrape either way. The
+/// bound is a stall, not a speed: a watch event takes milliseconds to handle,
+/// and a loaded machine (load 4-7) delays that by tens of them.
 fn scrape_until(e: &Exporter, done: impl Fn(Option<f64>) -> bool) -> Vec<Sample> {
     let count = |s: &[Sample]| {
         value(
@@ -75,7 +77,8 @@ fn scrape_until(e: &Exporter, done: impl Fn(Option<f64>) -> bool) -> Vec<Sample>
         )
     };
     let mut s = scrape(e).1;
-    for _ in 0..50 {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
         if done(count(&s)) {
             break;
         }
@@ -154,8 +157,12 @@ fn domains_appear_rename_and_vanish_without_stale_series() {
 
     // A migration as libxl does it: the domain arrives as `<name>--incoming`
     // under a new domid and is renamed when done; the old domid goes away.
+    // The exporter stamps each name when its watch handler reads it, so the
+    // "migration" lasts 1 s: on a loaded machine the handler may get to the
+    // arrival late (it must before the rename, or it reads the new name), and
+    // every ms it is late shortens the measured time.
     xsd.introduce_domain(3, "web-renamed--incoming", U1, 512 * 1024);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs(1));
     xsd.write("/local/domain/1/name", "web-renamed--migratedaway");
     xsd.release_domain(1);
     xsd.write("/local/domain/3/name", "web-renamed");
@@ -175,8 +182,9 @@ fn domains_appear_rename_and_vanish_without_stale_series() {
         &[("direction", "incoming")],
     )
     .unwrap();
+    // 1 s between the writes; up to 0.5 s of it may go to a late handler.
     assert!(
-        (0.3..5.0).contains(&took),
+        (0.5..10.0).contains(&took),
         "incoming migration took {took} s"
     );
     assert_eq!(names(&s), ["Domain-0", "web-renamed"]);
@@ -384,8 +392,9 @@ fn a_burst_of_watch_events_does_not_stall_the_source() {
         );
     }
     // A watch event names a path, not a value: the handler reads the name
-    // when it gets to the event. Real migrations take seconds to rename.
-    std::thread::sleep(Duration::from_millis(300));
+    // when it gets to the event. Real migrations take seconds to rename; 1 s
+    // lets the handler read all 20 arrivals on a loaded machine too.
+    std::thread::sleep(Duration::from_secs(1));
     for round in 0..5 {
         for id in 1..=20u32 {
             xsd.write(
@@ -394,19 +403,16 @@ fn a_burst_of_watch_events_does_not_stall_the_source() {
             );
             xsd.write(&format!("/local/domain/{id}/name"), &format!("d{id}"));
         }
+        // A stalled source is down: the exporter drops a read of the tree
+        // that takes longer than the source's timeout (800 ms here, against
+        // milliseconds for 20 domains), and the old deadlock never ended.
+        // How long the read took is not asserted: that is a speed.
         let (_, s) = scrape(&e);
         assert_eq!(
             value(&s, "xentinel_source_up", &[("source", "xenstore")]),
             Some(1.0),
             "round {round}"
         );
-        let took = value(
-            &s,
-            "xentinel_source_duration_seconds",
-            &[("source", "xenstore")],
-        )
-        .unwrap();
-        assert!(took < 0.5, "xenstore read took {took} s in round {round}");
     }
     let s = scrape_until(&e, |c| c == Some(20.0));
     assert_eq!(

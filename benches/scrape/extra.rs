@@ -152,6 +152,31 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// `n` one-row transactions on a fresh SQLite database at `path` in the job
+/// log's mode (WAL, `synchronous=FULL`: each commit waits for the disk);
+/// milliseconds each. The database is removed afterwards.
+fn durable_writes(path: &Path, n: usize) -> Vec<f64> {
+    let conn = rusqlite::Connection::open(path).expect("open the baseline database");
+    let _: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .expect("WAL");
+    conn.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE t (i INTEGER, at REAL);")
+        .expect("baseline table");
+    let times = (0..n)
+        .map(|i| {
+            let t0 = Instant::now();
+            conn.execute("INSERT INTO t VALUES (?1, ?2)", (i as i64, unix_now()))
+                .expect("baseline insert");
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    times
+}
+
 /// Webhook: POST-to-first-migration-start latency and alerts/s.
 ///
 /// Runs `xentinel demo --cluster F --webhook` (the webhook in the demo's
@@ -251,6 +276,18 @@ pub fn bench_webhook(bin: &Path, logs: &Path) -> String {
         }
     }
 
+    // Baselines in the same run, beside the same demo: an HTTP round trip the
+    // webhook answers without work, and one durable SQLite write (WAL,
+    // synchronous=FULL, like the job log) in the job log's directory.
+    let mut healthy = Vec::with_capacity(LATENCY_ALERTS);
+    for _ in 0..LATENCY_ALERTS {
+        let t0 = Instant::now();
+        let st = c.get("/-/healthy").expect("GET /-/healthy");
+        assert_eq!(st, 200, "GET /-/healthy");
+        healthy.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let commits = durable_writes(&db.with_file_name("baseline.sqlite"), LATENCY_ALERTS);
+
     // 2. Burst: two senders (an HA pair of Alertmanagers) each post every
     // alert once, as fast as the webhook answers.
     let started = Instant::now();
@@ -325,6 +362,18 @@ pub fn bench_webhook(bin: &Path, logs: &Path) -> String {
         out,
         "| POST round trip (200 OK), p50 | {:.2} ms |",
         pct(&mut rtt, 0.5)
+    );
+    let _ = writeln!(
+        out,
+        "| baseline: `GET /-/healthy` round trip on the same connection, p50 / p99 | {:.2} / {:.2} ms |",
+        pct(&mut healthy, 0.5),
+        pct(&mut healthy, 0.99)
+    );
+    let _ = writeln!(
+        out,
+        "| baseline: one durable SQLite write (WAL, synchronous=FULL) beside the job log, p50 / p99 | {:.2} / {:.2} ms |",
+        pct(&mut commits.clone(), 0.5),
+        pct(&mut commits.clone(), 0.99)
     );
     let _ = writeln!(
         out,

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod dashboards;
+pub mod heartbeat_pair;
 pub mod http;
 pub mod netns;
 pub mod proc;

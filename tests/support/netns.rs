@@ -308,16 +308,20 @@ pub struct PingResult {
 
 /// Starts `ping -q -i interval -c count target` inside `ns`.
 pub fn ping_start(ns: &Ns, target: Ipv4Addr, interval: Duration, count: u32) -> Child {
+    ping_with(ns, target, interval, &["-c", &count.to_string()])
+}
+
+/// Starts `ping -q -i interval -w secs target` inside `ns`: it stops after
+/// `secs` however many echoes a loaded machine let it send.
+pub fn ping_start_for(ns: &Ns, target: Ipv4Addr, interval: Duration, secs: u32) -> Child {
+    ping_with(ns, target, interval, &["-w", &secs.to_string()])
+}
+
+fn ping_with(ns: &Ns, target: Ipv4Addr, interval: Duration, stop: &[&str]) -> Child {
     ns.command("ping")
-        .args([
-            "-q",
-            "-n",
-            "-i",
-            &format!("{}", interval.as_secs_f64()),
-            "-c",
-            &count.to_string(),
-            &target.to_string(),
-        ])
+        .args(["-q", "-n", "-i", &format!("{}", interval.as_secs_f64())])
+        .args(stop)
+        .arg(target.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
