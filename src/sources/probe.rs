@@ -329,9 +329,20 @@ mod tests {
         c.meta.insert(4, dom(4, "plain", None));
         let snap = Snapshot::merge(c, vec![], SelfStats::default());
         src.observe(&snap);
-        tokio::time::sleep(Duration::from_millis(450)).await;
+        // Wait for both probes to have ended once (the silent one by its
+        // 200 ms timeout); polled, since a loaded machine may run them late.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut out = Collection::default();
-        src.collect(&mut out).await.unwrap();
+        loop {
+            src.collect(&mut out).await.unwrap();
+            let ended = |id: DomId| out.probes.get(&id).is_some_and(|p| p.duration.count > 0);
+            if ended(1) && ended(2) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "probes never ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            out = Collection::default();
+        }
         let got: Vec<_> = out
             .probes
             .iter()
@@ -347,10 +358,20 @@ mod tests {
         // A domain that leaves the snapshot leaves the results.
         let snap = Snapshot::merge(Collection::default(), vec![], SelfStats::default());
         src.observe(&snap);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let mut out = Collection::default();
-        src.collect(&mut out).await.unwrap();
-        assert!(out.probes.is_empty());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut out = Collection::default();
+            src.collect(&mut out).await.unwrap();
+            if out.probes.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "results stayed: {:?}",
+                out.probes
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         drop(silent);
     }
 }
