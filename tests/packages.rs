@@ -16,6 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::dashboards::repo_root;
+use support::packages::fresh_deb as deb;
 use support::webhook::{free_port, request, temp_dir, wait_for};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -27,32 +28,6 @@ const UNITS: [&str; 3] = [
     "xentinel-evacuate.service",
 ];
 const GUEST_UNIT: &str = "xentinel-guest-agent.service";
-
-/// `target/debian/<name>_<version>-1_<arch>.deb`, or a failure saying how to build it.
-fn deb(name: &str) -> PathBuf {
-    let dir = repo_root().join("target/debian");
-    let prefix = format!("{name}_{VERSION}-1_");
-    let found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
-        })
-        .collect();
-    match &found[..] {
-        [one] => one.clone(),
-        [] => panic!(
-            "no {prefix}*.deb in {}: build the packages first with scripts/build-packages.sh \
-             (it needs cargo-deb; scripts/install-test-deps.sh installs the pinned version)",
-            dir.display()
-        ),
-        many => panic!("several {prefix}*.deb in {}: {many:?}", dir.display()),
-    }
-}
 
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)

@@ -19,8 +19,10 @@
 //! domain's state), then the whole VM run is repeated, [`MAX_RUNS`] runs and [`VM_BUDGET_SECS`]
 //! of VM time at most; every attempt is reported. A product failure fails at once.
 //!
+//! What runs in the VMs is what a user installs: the `xentinel` and `xentinel-guest` Debian
+//! packages from `target/debian/` (scripts/build-packages.sh; scripts/test.sh builds them first),
+//! unpacked into the dom0 and domU images; a package older than the sources fails the test.
 //! Needs the packages of `scripts/xen-vm/install-deps.sh`; without them the test fails (no skip).
-//! Env: `XENTINEL_BIN` = the binary to put in the VM (default: this build's `xentinel`).
 //! Artifacts, including `serial.log`, stay in `target/tmp/xen-vm/`.
 
 mod support;
@@ -32,6 +34,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::packages::fresh_deb;
 use support::prom_text::{self, Sample};
 use support::vm_fault::{self, VmEnd};
 
@@ -53,9 +56,7 @@ const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
 const INSTALL_HINT: &str = "install them with `sudo scripts/xen-vm/install-deps.sh` (Debian 12)";
 
 fn xentinel_bin() -> PathBuf {
-    std::env::var_os("XENTINEL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_xentinel")))
+    PathBuf::from(env!("CARGO_BIN_EXE_xentinel"))
 }
 
 fn on_path(prog: &str) -> bool {
@@ -712,12 +713,7 @@ struct Attempt {
 fn xen_in_qemu() {
     let t_test = Instant::now();
     preflight();
-    let bin = xentinel_bin();
-    assert!(
-        bin.is_file(),
-        "xentinel binary {} not found (XENTINEL_BIN?)",
-        bin.display()
-    );
+    let (deb, guest_deb) = (fresh_deb("xentinel"), fresh_deb("xentinel-guest"));
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xen-vm");
     let reused =
         std::env::var_os("XEN_VM_REUSE_LOG").map(|p| fs::read(p).expect("read XEN_VM_REUSE_LOG"));
@@ -733,8 +729,8 @@ fn xen_in_qemu() {
         fs::create_dir_all(&out).expect("create out dir");
         Duration::ZERO
     } else {
-        let bin_s = bin.to_str().expect("utf-8 path");
-        let (built, build_time) = run_script("build.sh", &[out_s, bin_s]);
+        let debs = [&deb, &guest_deb].map(|d| d.to_str().expect("utf-8 path"));
+        let (built, build_time) = run_script("build.sh", &[out_s, debs[0], debs[1]]);
         assert!(
             built == Some(0),
             "scripts/xen-vm/build.sh failed (see its output above)"

@@ -1,21 +1,25 @@
 #!/bin/bash
-# build.sh OUT_DIR XENTINEL_BINARY
+# build.sh OUT_DIR XENTINEL_DEB XENTINEL_GUEST_DEB
 #
 # Assembles, from Debian packages only (see install-deps.sh), what boot.sh needs to run a real
 # Xen 4.17 + Linux PV dom0 under QEMU:
 #   OUT_DIR/xen            the hypervisor, gunzipped (QEMU's multiboot loader wants the ELF)
 #   OUT_DIR/vmlinuz        Debian's kernel: dom0, and the PV and PVH domUs
-#   OUT_DIR/dom0.cpio.gz   dom0 initramfs: busybox, Xen tools + libs, kernel modules, xentinel,
-#                          dom0-init.sh as /init, the domU configs and the domU initramfs
-#   OUT_DIR/domU.cpio.gz   domU initramfs: busybox, xenstore client, xentinel (guest agent),
+#   OUT_DIR/dom0.cpio.gz   dom0 initramfs: busybox, Xen tools + libs, kernel modules, the
+#                          xentinel package, dom0-init.sh as /init, the domU configs and the domU
+#                          initramfs
+#   OUT_DIR/domU.cpio.gz   domU initramfs: busybox, xenstore client, the xentinel-guest package,
 #                          guest-init.sh as /init
-# XENTINEL_BINARY goes to /usr/local/bin/xentinel in both images (debug info stripped).
+# The packages are installed as dpkg would lay them out (`dpkg-deb -x`: /usr/bin/xentinel,
+# /etc/xentinel/xentinel.yml, /etc/default/*, the units), less /usr/share/doc (RAM); the
+# initramfs has no dpkg database and no systemd, so the init scripts start what the units would.
 set -euo pipefail
 
-usage() { echo "usage: $0 OUT_DIR XENTINEL_BINARY" >&2; exit 2; }
-[ $# -eq 2 ] || usage
+usage() { echo "usage: $0 OUT_DIR XENTINEL_DEB XENTINEL_GUEST_DEB" >&2; exit 2; }
+[ $# -eq 3 ] || usage
 OUT=$1
-BIN=$2
+DEB=$2
+GUEST_DEB=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 XENLIB=/usr/lib/xen-4.17
 MULTIARCH=/usr/lib/x86_64-linux-gnu
@@ -32,7 +36,10 @@ need "$XENLIB/bin/xl" xen-utils-4.17
 need /usr/bin/xenstore xenstore-utils
 need /bin/busybox busybox-static
 command -v cpio >/dev/null || die "missing cpio; run scripts/xen-vm/install-deps.sh as root"
-[ -f "$BIN" ] || die "xentinel binary '$BIN' not found"
+command -v dpkg-deb >/dev/null || die "missing dpkg-deb (dpkg)"
+for d in "$DEB" "$GUEST_DEB"; do
+  [ -f "$d" ] || die "package '$d' not found (scripts/build-packages.sh builds it)"
+done
 case "$OUT" in *,*) die "OUT_DIR must not contain a comma (QEMU's -initrd splits on it)";; esac
 
 mkdir -p "$OUT"
@@ -44,10 +51,19 @@ trap 'rm -rf "$STAGE"' EXIT
 zcat /boot/xen-4.17-amd64.gz > "$OUT/xen"
 cp "/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 
-# xentinel, without debug info (a debug build is ~10x bigger; both images live in RAM)
-cp "$BIN" "$STAGE/xentinel"
-chmod 755 "$STAGE/xentinel"
-if command -v objcopy >/dev/null && objcopy --strip-debug "$STAGE/xentinel" 2>/dev/null; then :; fi
+# install_deb ROOT DEB: the package's files into ROOT as dpkg lays them out (no docs), and the
+# libraries its binary links (ldd)
+install_deb() {
+  local root=$1 deb=$2 x
+  x=$(mktemp -d "$STAGE/deb.XXXXXX")
+  dpkg-deb -x "$deb" "$x"
+  rm -rf "$x/usr/share/doc"
+  [ -x "$x/usr/bin/xentinel" ] || die "$deb has no /usr/bin/xentinel"
+  cp -a "$x/." "$root/"
+  copy_with_libs "$root" "$x/usr/bin/xentinel" /usr/bin/xentinel
+  echo "installed $(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version) into $(basename "$root"):" \
+    "$(cd "$x" && find . -type f | sed 's|^\.||' | sort | tr '\n' ' ')"
+}
 
 # copy_with_libs ROOT SRC [DEST]: copy SRC to ROOT/DEST (default: same path) plus what ldd lists
 copy_with_libs() {
@@ -85,7 +101,7 @@ U=$STAGE/domU
 bb_root "$U"
 copy_with_libs "$U" /usr/bin/xenstore
 for t in read write ls rm exists list; do ln -s xenstore "$U/usr/bin/xenstore-$t"; done
-copy_with_libs "$U" "$STAGE/xentinel" /usr/local/bin/xentinel
+install_deb "$U" "$GUEST_DEB"
 install -m 755 "$HERE/guest-init.sh" "$U/init"
 pack "$U" "$OUT/domU.cpio.gz"
 
@@ -104,7 +120,7 @@ for l in "$MULTIARCH"/libxen*.so*; do
   [ -e "$R$l" ] || cp -a "$l" "$R$l"
   [ -L "$l" ] || copy_with_libs "$R" "$l"
 done
-copy_with_libs "$R" "$STAGE/xentinel" /usr/local/bin/xentinel
+install_deb "$R" "$DEB"
 mkdir -p "$R/etc/xen" "$R/var/lib/xen" "$R/var/lib/xenstored" "$R/var/log/xen" "$R/lib/modules/xen"
 cp /etc/xen/xl.conf "$R/etc/xen/"
 for m in xen-privcmd xenfs xen-evtchn xen-gntdev xen-gntalloc; do

@@ -7,6 +7,7 @@ pub mod dashboards;
 pub mod heartbeat_pair;
 pub mod http;
 pub mod netns;
+pub mod packages;
 pub mod proc;
 pub mod prom_text;
 pub mod scrape;
