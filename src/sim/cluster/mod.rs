@@ -61,6 +61,9 @@ pub struct SimDomain {
     pub since: Duration,
     /// The migration in flight, if any.
     pub migration: Option<MigrationId>,
+    /// Simulated time its guest has booted (0 for domains of the spec); a
+    /// domain restarted by [`Cluster::restart`] answers nothing before it.
+    pub booted_at: Duration,
     /// Highest working set touched since it last shrank (for minor faults).
     touched_ws: u64,
 }
@@ -104,6 +107,8 @@ pub struct Cluster {
     pub(in crate::sim) domains: Vec<SimDomain>,
     pub(in crate::sim) migrations: Vec<Migration>,
     pub(in crate::sim) lost: Vec<LostDomain>,
+    /// The lost domains as they were, for [`Cluster::restart`].
+    pub(in crate::sim) corpses: Vec<SimDomain>,
 }
 
 impl SimDomain {
@@ -134,8 +139,14 @@ impl SimDomain {
             response_time_ms: 0.0,
             since: Duration::ZERO,
             migration: None,
+            booted_at: Duration::ZERO,
             touched_ws: ws,
         }
+    }
+
+    /// Memory its applications can use: allocation minus the reserve.
+    pub fn usable_bytes(&self) -> u64 {
+        formulas::usable_bytes(self.memory_bytes, self.reserved_bytes)
     }
 
     /// CPU seconds of all vCPUs on the current host.
@@ -199,11 +210,12 @@ impl Cluster {
             domains,
             migrations: Vec::new(),
             lost: Vec::new(),
+            corpses: Vec::new(),
         };
         for d in &mut c.domains {
             d.response_time_ms = formulas::response_time_ms(
                 d.workload.working_set_bytes,
-                d.memory_bytes,
+                d.usable_bytes(),
                 &c.params.memory,
             );
         }
@@ -328,6 +340,7 @@ impl Cluster {
         let now = self.now;
         let before = self.domains.len();
         let mut lost = Vec::new();
+        let mut corpses = Vec::new();
         self.domains.retain(|d| {
             if d.host == host {
                 // Crashed, then gone: a dead host has no endpoint to show it.
@@ -337,13 +350,62 @@ impl Cluster {
                     host: host.into(),
                     at: now,
                 });
+                corpses.push(d.clone());
                 false
             } else {
                 true
             }
         });
         self.lost.extend(lost);
+        self.corpses.extend(corpses);
         Ok(before - self.domains.len())
+    }
+
+    /// Boots a domain lost with its host again on `host` (what an HA manager
+    /// does from shared storage): a new domid, fresh hypervisor counters, the
+    /// guest's counters from boot, and nothing answered until `boot` has passed.
+    pub fn restart(&mut self, domain: &str, host: &str, boot: Duration) -> Result<(), SimError> {
+        let i = self
+            .corpses
+            .iter()
+            .position(|d| d.name == domain)
+            .ok_or_else(|| SimError::UnknownDomain(domain.into()))?;
+        let free = self
+            .host_free_bytes(host)
+            .ok_or_else(|| SimError::UnknownHost(host.into()))?;
+        let h = self.host(host).expect("checked");
+        if !h.alive {
+            return Err(SimError::HostDown(host.into()));
+        }
+        let needed = self.corpses[i].memory_bytes;
+        if free < needed {
+            return Err(SimError::NoRoom {
+                host: host.into(),
+                needed,
+                free,
+            });
+        }
+        let now = self.now;
+        let t = self.host_mut(host)?;
+        let domid = t.next_domid;
+        t.next_domid += 1;
+        let mut d = self.corpses.remove(i);
+        let ws = d.workload.working_set_bytes;
+        d.host = host.into();
+        d.domid = domid;
+        d.state = DomainState::Blocked;
+        d.counters = HvCounters {
+            vcpu_seconds: vec![0.0; d.vcpus as usize],
+            ..Default::default()
+        };
+        d.minor_faults = (ws / PAGE_SIZE) as f64;
+        d.major_faults = 0.0;
+        d.since = now;
+        d.booted_at = now + boot;
+        d.migration = None;
+        d.touched_ws = ws;
+        self.domains.push(d);
+        Ok(())
     }
 
     /// [`MAX_TICK`].
@@ -418,8 +480,17 @@ impl Cluster {
             let s = if want > room { room / want } else { 1.0 };
             scale.insert(name.clone(), s);
         }
-        // 4. Integrate each domain.
+        // 4. Integrate each domain; dom0 forwards its packets.
+        let per_packet = self.params.dom0_cpu_seconds_per_packet;
+        let mut forwarded: BTreeMap<String, f64> = BTreeMap::new();
+        let now = self.now;
         for (d, (rate, active, cpu)) in self.domains.iter_mut().zip(demand) {
+            // A booting guest serves nothing yet.
+            let (rate, cpu) = if now < d.booted_at {
+                (0.0, 0.0)
+            } else {
+                (rate, cpu)
+            };
             let s = scale.get(&d.host).copied().unwrap_or(1.0);
             let busy = cpu * active * s;
             let per_vcpu = busy / f64::from(d.vcpus.max(1)) * secs;
@@ -434,8 +505,13 @@ impl Cluster {
             c.rx_bytes += rx;
             c.tx_bytes += tx;
             // At least one packet each way per request.
-            c.rx_packets += packets(rx, d.nic.mtu).max(served);
-            c.tx_packets += packets(tx, d.nic.mtu).max(served);
+            let (rx_p, tx_p) = (
+                packets(rx, d.nic.mtu).max(served),
+                packets(tx, d.nic.mtu).max(served),
+            );
+            c.rx_packets += rx_p;
+            c.tx_packets += tx_p;
+            *forwarded.entry(d.host.clone()).or_default() += rx_p + tx_p;
             let rd = served * d.disk.read_bytes_per_request as f64;
             let wr = served * d.disk.write_bytes_per_request as f64;
             let io = d.disk.request_size_bytes.max(1) as f64;
@@ -449,12 +525,12 @@ impl Cluster {
                 d.minor_faults += ((ws - d.touched_ws) / PAGE_SIZE) as f64;
             }
             d.touched_ws = ws;
+            let usable = d.usable_bytes();
             let (minor, major) =
-                formulas::fault_rates(&d.workload, rate * active, d.memory_bytes, d.reserved_bytes);
+                formulas::fault_rates(&d.workload, rate * active, usable, &self.params.memory);
             d.minor_faults += minor * secs;
             d.major_faults += major * secs;
-            d.response_time_ms =
-                formulas::response_time_ms(ws, d.memory_bytes, &self.params.memory);
+            d.response_time_ms = formulas::response_time_ms(ws, usable, &self.params.memory);
             // Sampled state: running with the probability its vCPUs are busy.
             if d.state != DomainState::Paused {
                 let u = self.rng.next_f64();
@@ -464,6 +540,14 @@ impl Cluster {
                 } else {
                     DomainState::Blocked
                 };
+            }
+        }
+        // dom0's netback forwarding, beyond its capped demand above.
+        for h in &mut self.hosts {
+            let n = forwarded.get(&h.spec.name).copied().unwrap_or(0.0);
+            let v = h.dom0_vcpu_seconds.len().max(1) as f64;
+            for s in &mut h.dom0_vcpu_seconds {
+                *s += n * per_packet / v;
             }
         }
         self.now += dt;
