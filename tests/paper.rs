@@ -80,7 +80,10 @@ fn every_row_is_fit_or_held_out_and_every_miss_is_counted() {
                 continue;
             }
             held_out += usize::from(role == "held out");
-            let (p, x) = (r["paper"].as_f64().unwrap(), r["xentinel"].as_f64().unwrap());
+            let (p, x) = (
+                r["paper"].as_f64().unwrap(),
+                r["xentinel"].as_f64().unwrap(),
+            );
             assert!(x.is_finite(), "{r}");
             if p != 0.0 {
                 let ratio = r["ratio"].as_f64().unwrap();
@@ -135,7 +138,12 @@ fn a_higher_dirty_rate_lengthens_the_migration_and_its_outage_not_the_restart() 
 #[test]
 fn a_faster_link_shortens_the_migration_and_its_outage() {
     let slow = table5(&["--table5.dirty-rate", "20000"]);
-    let fast = table5(&["--table5.dirty-rate", "20000", "--table5.link-mbit", "10000"]);
+    let fast = table5(&[
+        "--table5.dirty-rate",
+        "20000",
+        "--table5.link-mbit",
+        "10000",
+    ]);
     assert!(fast[DURATION] < slow[DURATION] / 5.0, "{slow:?} {fast:?}");
     assert!(fast[REACT] < slow[REACT] / 5.0, "{slow:?} {fast:?}");
     // Converged on the fast link: the outage is the stop-and-copy overhead

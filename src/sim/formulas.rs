@@ -53,12 +53,7 @@ pub fn response_time_ms(ws: u64, usable: u64, p: &MemoryParams) -> f64 {
 /// Minor: one fault per fresh 4 KiB page of anonymous memory touched
 /// (256 per MiB, as measured in a Xen guest): `rate × touched / PAGE_SIZE`.
 /// Major: `rate ×` [`major_faults_per_request`].
-pub fn fault_rates(
-    w: &Workload,
-    request_rate: f64,
-    usable: u64,
-    p: &MemoryParams,
-) -> (f64, f64) {
+pub fn fault_rates(w: &Workload, request_rate: f64, usable: u64, p: &MemoryParams) -> (f64, f64) {
     let rate = request_rate.max(0.0);
     let touched = rate * w.touched_bytes_per_request as f64 / PAGE_SIZE as f64;
     (

@@ -1,5 +1,5 @@
 //! The model's parameters: what a domain does ([`Workload`]), and the
-//! coefficients of the memory-pressure and pre-copy formulas. Plain data,
+//! coefficients of the memory model and of pre-copy migration. Plain data,
 //! loadable from YAML; [`super::formulas`] computes with them.
 
 use serde::{Deserialize, Serialize};

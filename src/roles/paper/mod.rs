@@ -5,13 +5,16 @@
 //! rendered `/metrics`. Rows used to fit a parameter say so; the others are
 //! predictions, and a prediction outside its declared tolerance is a MISS.
 
+mod rows;
 mod scrape;
+mod table5;
 pub mod tables;
 
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-pub use tables::Table5Inputs;
+pub use rows::{Role, Row, Table, Tol};
+pub use table5::Table5Inputs;
 
 /// Flags of `xentinel paper`.
 #[derive(Debug, Args)]
@@ -55,104 +58,6 @@ pub enum OutputFormat {
     Markdown,
 }
 
-/// Whether a row fitted a parameter or was predicted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Fit,
-    HeldOut,
-    /// No paper figure: shown for context.
-    Info,
-}
-
-/// A tolerance declared with the row.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Tol {
-    /// `paper / f ≤ model ≤ paper × f`.
-    Ratio(f64),
-    /// `|model − paper| ≤ a`.
-    Abs(f64),
-    /// Either.
-    RatioOrAbs(f64, f64),
-}
-
-impl Tol {
-    fn ok(self, paper: f64, model: f64) -> bool {
-        let ratio = |f: f64| paper > 0.0 && model / paper <= f && model / paper >= 1.0 / f;
-        match self {
-            Tol::Ratio(f) => ratio(f),
-            Tol::Abs(a) => (model - paper).abs() <= a,
-            Tol::RatioOrAbs(f, a) => ratio(f) || (model - paper).abs() <= a,
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Tol::Ratio(f) => format!("×/÷{f}"),
-            Tol::Abs(a) => format!("±{a}"),
-            Tol::RatioOrAbs(f, a) => format!("×/÷{f} or ±{a}"),
-        }
-    }
-}
-
-/// One figure: the paper's, xentinel's, and how they compare.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub label: String,
-    pub paper: Option<f64>,
-    pub model: f64,
-    pub tol: Option<Tol>,
-    pub role: Role,
-}
-
-impl Row {
-    fn new(label: &str, paper: f64, model: f64, tol: Tol, role: Role) -> Self {
-        Row {
-            label: label.into(),
-            paper: Some(paper),
-            model,
-            tol: Some(tol),
-            role,
-        }
-    }
-
-    fn info(label: &str, model: f64) -> Self {
-        Row {
-            label: label.into(),
-            paper: None,
-            model,
-            tol: None,
-            role: Role::Info,
-        }
-    }
-
-    /// model / paper, when the paper's figure is not zero.
-    pub fn ratio(&self) -> Option<f64> {
-        self.paper.filter(|p| *p != 0.0).map(|p| self.model / p)
-    }
-
-    /// Within tolerance; `None` for an information row.
-    pub fn ok(&self) -> Option<bool> {
-        Some(self.tol?.ok(self.paper?, self.model))
-    }
-
-    fn role_str(&self) -> &'static str {
-        match self.role {
-            Role::Fit => "fit",
-            Role::HeldOut => "held out",
-            Role::Info => "info",
-        }
-    }
-}
-
-/// One table of the paper.
-#[derive(Debug, Clone)]
-pub struct Table {
-    pub number: u8,
-    pub title: String,
-    pub rows: Vec<Row>,
-    pub notes: Vec<String>,
-}
-
 /// Runs the scenarios of `which` (all when `None`).
 pub fn tables(which: Option<u8>, t5: Table5Inputs) -> anyhow::Result<Vec<Table>> {
     let want = |n: u8| which.is_none_or(|w| w == n);
@@ -173,7 +78,7 @@ pub fn tables(which: Option<u8>, t5: Table5Inputs) -> anyhow::Result<Vec<Table>>
         out.push(tables::table4()?);
     }
     if want(5) {
-        out.push(tables::table5(t5)?);
+        out.push(table5::table5(t5)?);
     }
     Ok(out)
 }
@@ -247,7 +152,15 @@ fn render_text(tables: &[Table]) -> String {
             .iter()
             .map(|r| {
                 let c = cells(r);
-                [r.label.clone(), c[0].clone(), c[1].clone(), c[2].clone(), c[3].clone(), c[4].clone(), c[5].clone()]
+                [
+                    r.label.clone(),
+                    c[0].clone(),
+                    c[1].clone(),
+                    c[2].clone(),
+                    c[3].clone(),
+                    c[4].clone(),
+                    c[5].clone(),
+                ]
             })
             .collect();
         let mut w = HEAD.map(|h| h.chars().count());
@@ -285,8 +198,13 @@ fn render_text(tables: &[Table]) -> String {
 }
 
 fn summary(tables: &[Table]) -> String {
-    let rows = tables.iter().flat_map(|t| t.rows.iter().map(move |r| (t.number, r)));
-    let held: Vec<_> = rows.clone().filter(|(_, r)| r.role == Role::HeldOut).collect();
+    let rows = tables
+        .iter()
+        .flat_map(|t| t.rows.iter().map(move |r| (t.number, r)));
+    let held: Vec<_> = rows
+        .clone()
+        .filter(|(_, r)| r.role == Role::HeldOut)
+        .collect();
     let misses: Vec<_> = rows.filter(|(_, r)| r.ok() == Some(false)).collect();
     let mut s = format!(
         "{} held-out rows, {} within tolerance; {} misses{}\n",
@@ -322,7 +240,10 @@ fn render_markdown(tables: &[Table]) -> String {
         s.push_str("| row | paper | xentinel | ratio | tolerance | role | |\n|---|---:|---:|---:|---|---|---|\n");
         for r in &t.rows {
             let c = cells(r);
-            s.push_str(&format!("| {} | {} | {} | {} | {} | {} | {} |\n", r.label, c[0], c[1], c[2], c[3], c[4], c[5]));
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                r.label, c[0], c[1], c[2], c[3], c[4], c[5]
+            ));
         }
         s.push('\n');
         for n in &t.notes {

@@ -12,6 +12,11 @@ use crate::sim::{Cluster, ClusterSpec};
 use crate::snapshot::{Collection, SelfStats, Snapshot, SourceStatus};
 use crate::sources::sim::{Pinger, SimSource};
 
+/// A scenario's cluster from YAML.
+pub fn spec(yaml: &str) -> anyhow::Result<ClusterSpec> {
+    Ok(ClusterSpec::from_yaml_str(yaml, "paper scenario")?)
+}
+
 /// A parsed `/metrics` text.
 pub struct Scrape(pub Vec<parse::Sample>);
 
@@ -34,8 +39,8 @@ impl Scrape {
     }
 }
 
-/// Renders and parses one collection.
-fn render(col: Collection) -> anyhow::Result<Scrape> {
+/// Renders one collection as `/metrics` text.
+fn render_text(col: Collection) -> String {
     let up = SourceStatus {
         name: "sim",
         up: true,
@@ -44,7 +49,15 @@ fn render(col: Collection) -> anyhow::Result<Scrape> {
     let snap = Snapshot::merge(col, vec![up], SelfStats::default());
     let mut text = String::new();
     exposition::render(&snap, &mut text);
-    Ok(Scrape(parse::parse(&text).context("parsing our own /metrics")?))
+    text
+}
+
+/// Renders and parses one collection.
+fn render(col: Collection) -> anyhow::Result<Scrape> {
+    let text = render_text(col);
+    Ok(Scrape(
+        parse::parse(&text).context("parsing our own /metrics")?,
+    ))
 }
 
 /// A cluster in simulated time with one exporter per host and an optional
@@ -98,8 +111,7 @@ impl Run {
         }
     }
 
-    /// `/metrics` of `host`'s exporter now.
-    pub fn scrape(&self, host: &str) -> anyhow::Result<Scrape> {
+    fn collect(&self, host: &str) -> anyhow::Result<Collection> {
         let src = self
             .sources
             .iter()
@@ -107,7 +119,17 @@ impl Run {
             .with_context(|| format!("no host {host}"))?;
         let mut col = Collection::default();
         src.fill(&mut col)?;
-        render(col)
+        Ok(col)
+    }
+
+    /// `/metrics` of `host`'s exporter now, parsed.
+    pub fn scrape(&self, host: &str) -> anyhow::Result<Scrape> {
+        render(self.collect(host)?)
+    }
+
+    /// `/metrics` of `host`'s exporter now, as text (a dead host's scrape fails).
+    pub fn text(&self, host: &str) -> anyhow::Result<String> {
+        Ok(render_text(self.collect(host)?))
     }
 
     /// `/metrics` of the storage host, which runs only the prober.

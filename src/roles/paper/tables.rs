@@ -1,22 +1,16 @@
-//! One scenario per table of the paper, run in simulated time and read back
-//! from the rendered `/metrics`; each free parameter is fitted on named rows
-//! and every other row is a prediction.
+//! Tables 1–4 of the paper, one scenario each, run in simulated time and
+//! read back from the rendered `/metrics`; each free parameter is fitted on
+//! named rows and every other row is a prediction. Table 5 is in `table5`.
 
 use std::time::Duration;
 
 use crate::exposition::names;
-use crate::sim::{ClusterSpec, MemoryParams, MigrationParams};
-use crate::snapshot::WarningKind;
-use crate::sources::sim::Pinger;
+use crate::sim::MemoryParams;
 
-use super::scrape::{Run, Scrape};
-use super::{Role, Row, Table, Tol};
+use super::rows::{Role, Row, Table, Tol};
+use super::scrape::{Run, Scrape, spec};
 
 const MIB: f64 = (1u64 << 20) as f64;
-
-fn spec(yaml: &str) -> anyhow::Result<ClusterSpec> {
-    Ok(ClusterSpec::from_yaml_str(yaml, "paper scenario")?)
-}
 
 /// Solves `f(x) = target` for a readout linear in `x` (two runs).
 fn fit_linear(f: impl Fn(f64) -> anyhow::Result<f64>, h: f64, target: f64) -> anyhow::Result<f64> {
@@ -76,7 +70,8 @@ domains:
     } else {
         delta(&a.1, &b.1, "domu2")?
     };
-    let dom0 = (b.0.cpu("Domain-0")? - a.0.cpu("Domain-0")?) + (b.1.cpu("Domain-0")? - a.1.cpu("Domain-0")?);
+    let dom0 = (b.0.cpu("Domain-0")? - a.0.cpu("Domain-0")?)
+        + (b.1.cpu("Domain-0")? - a.1.cpu("Domain-0")?);
     Ok(((d.cpu + dom0) / d.requests * 1000.0, d.cpu / 10.0 * 100.0))
 }
 
@@ -108,7 +103,12 @@ pub fn table1() -> anyhow::Result<Table> {
 
 /// Response time (ms), major faults per MemAccess run and CPU (%) of the
 /// 256 MB DomU2 with `ws_mib` of Apache memory; one run per second.
-fn memory_run(p: &MemoryParams, reserved_mib: f64, idle: f64, ws_mib: f64) -> anyhow::Result<(f64, f64, f64)> {
+fn memory_run(
+    p: &MemoryParams,
+    reserved_mib: f64,
+    idle: f64,
+    ws_mib: f64,
+) -> anyhow::Result<(f64, f64, f64)> {
     let mut s = spec(&format!(
         "params: {{noise: 0}}
 hosts: [{{name: host1, cpus: 4, memory_bytes: 4GiB, migration_bandwidth: 125MB}}]
@@ -129,7 +129,11 @@ domains:
     }
     let b = run.scrape("host1")?;
     let d = delta(&a, &b, "domu2")?;
-    Ok((d.probe_sum / d.probe_count * 1000.0, d.major / d.requests, d.cpu / 10.0 * 100.0))
+    Ok((
+        d.probe_sum / d.probe_count * 1000.0,
+        d.major / d.requests,
+        d.cpu / 10.0 * 100.0,
+    ))
 }
 
 /// The paper's rows: MB of Apache memory (read as MiB), response time (ms),
@@ -177,16 +181,46 @@ pub fn memory_fit() -> MemoryFit {
     }
 }
 
-fn memory_table(number: u8, rows: &[(f64, f64, f64, f64)], fit: &MemoryFit) -> anyhow::Result<Table> {
+fn memory_table(
+    number: u8,
+    rows: &[(f64, f64, f64, f64)],
+    fit: &MemoryFit,
+) -> anyhow::Result<Table> {
     let mut out = Vec::new();
     for &(mb, rt, faults, cpu) in rows {
         let (m_rt, m_f, m_cpu) = memory_run(&fit.params, fit.reserved_mib, fit.idle, mb)?;
-        let rt_role = if mb == 5.0 || mb == 20.0 || mb == 125.0 { Role::Fit } else { Role::HeldOut };
-        let f_role = if mb == 125.0 || mb == 325.0 { Role::Fit } else { Role::HeldOut };
+        let rt_role = if mb == 5.0 || mb == 20.0 || mb == 125.0 {
+            Role::Fit
+        } else {
+            Role::HeldOut
+        };
+        let f_role = if mb == 125.0 || mb == 325.0 {
+            Role::Fit
+        } else {
+            Role::HeldOut
+        };
         let c_role = if mb == 5.0 { Role::Fit } else { Role::HeldOut };
-        out.push(Row::new(&format!("{mb} MB: response time (ms)"), rt, m_rt, Tol::Ratio(1.5), rt_role));
-        out.push(Row::new(&format!("{mb} MB: page faults per run"), faults, m_f, Tol::RatioOrAbs(1.5, 1.0), f_role));
-        out.push(Row::new(&format!("{mb} MB: CPU (%)"), cpu, m_cpu, Tol::Abs(3.0), c_role));
+        out.push(Row::new(
+            &format!("{mb} MB: response time (ms)"),
+            rt,
+            m_rt,
+            Tol::Ratio(1.5),
+            rt_role,
+        ));
+        out.push(Row::new(
+            &format!("{mb} MB: page faults per run"),
+            faults,
+            m_f,
+            Tol::RatioOrAbs(1.5, 1.0),
+            f_role,
+        ));
+        out.push(Row::new(
+            &format!("{mb} MB: CPU (%)"),
+            cpu,
+            m_cpu,
+            Tol::Abs(3.0),
+            c_role,
+        ));
     }
     let p = &fit.params;
     Ok(Table {
@@ -229,7 +263,13 @@ domains:
     Ok((b.cpu("domu2")? - a.cpu("domu2")?) / 10.0 * 100.0)
 }
 
-const T4: [(f64, f64); 5] = [(100.0, 66.7), (200.0, 66.8), (300.0, 68.2), (400.0, 68.9), (500.0, 69.5)];
+const T4: [(f64, f64); 5] = [
+    (100.0, 66.7),
+    (200.0, 66.8),
+    (300.0, 68.2),
+    (400.0, 68.9),
+    (500.0, 69.5),
+];
 
 pub fn table4() -> anyhow::Result<Table> {
     // CPU = idle + rate × cost, on the 100 and 500 req/s rows.
@@ -238,149 +278,30 @@ pub fn table4() -> anyhow::Result<Table> {
     let idle = lo.1 / 100.0 - lo.0 * cost;
     let mut rows = Vec::new();
     for (rate, cpu) in T4 {
-        let role = if rate == lo.0 || rate == hi.0 { Role::Fit } else { Role::HeldOut };
-        rows.push(Row::new(&format!("{rate} req/s: CPU (%)"), cpu, cpu_run(idle, cost, rate)?, Tol::Abs(1.0), role));
+        let role = if rate == lo.0 || rate == hi.0 {
+            Role::Fit
+        } else {
+            Role::HeldOut
+        };
+        rows.push(Row::new(
+            &format!("{rate} req/s: CPU (%)"),
+            cpu,
+            cpu_run(idle, cost, rate)?,
+            Tol::Abs(1.0),
+            role,
+        ));
     }
     Ok(Table {
         number: 4,
         title: "CPU between two VMs on different hosts against the request rate".into(),
         rows,
         notes: vec![
-            format!("fitted: idle {:.2} % and {:.1} µs per request (the 100 and 500 req/s rows)", idle * 100.0, cost * 1e6),
+            format!(
+                "fitted: idle {:.2} % and {:.1} µs per request (the 100 and 500 req/s rows)",
+                idle * 100.0,
+                cost * 1e6
+            ),
             "CPU = Δ xen_domain_cpu_seconds_total / Δt of the one-vCPU DomU2".into(),
-        ],
-    })
-}
-
-// ---- Table 5 -------------------------------------------------------------
-
-/// The scenario's inputs (not fitted).
-#[derive(Debug, Clone, Copy)]
-pub struct Table5Inputs {
-    /// Pages DomU1 dirties per second.
-    pub dirty_rate: f64,
-    /// Link between the hosts, bytes/s.
-    pub bandwidth: f64,
-}
-
-impl Default for Table5Inputs {
-    fn default() -> Self {
-        Table5Inputs {
-            dirty_rate: 100.0,
-            bandwidth: 125e6,
-        }
-    }
-}
-
-/// Prometheus' scrape and evaluation interval in the shipped stack.
-const SCRAPE: Duration = Duration::from_secs(15);
-/// Boot of a PVH guest on another host: `xl create` (15–19 s) plus the
-/// guest becoming ready (12–18 s) on real Xen under emulation, midpoints
-/// 17 s + 15 s, divided by emulation's 25–30× slowdown (27.5).
-pub const BOOT: Duration = Duration::from_micros(32_000_000 / 275 * 10);
-
-fn table5_spec(i: Table5Inputs) -> anyhow::Result<ClusterSpec> {
-    spec(&format!(
-        "params: {{noise: 0}}
-hosts:
-  - {{name: host1, cpus: 4, memory_bytes: 4GiB, migration_bandwidth: {bw}}}
-  - {{name: host2, cpus: 4, memory_bytes: 4GiB, migration_bandwidth: {bw}}}
-domains:
-  - {{name: domu1, host: host1, vcpus: 1, memory_bytes: 512MiB,
-     workload: {{request_rate: 10, working_set_bytes: 100MiB, dirty_rate: {d}, cpu_seconds_per_request: 0.001}}}}
-",
-        bw = i.bandwidth as u64,
-        d = i.dirty_rate
-    ))
-}
-
-/// What the reacting half read: the added delay the prober saw, the
-/// migration's duration, and when the migration started.
-struct Reacting {
-    delay: f64,
-    duration: f64,
-    started: f64,
-}
-
-fn reacting(i: Table5Inputs) -> anyhow::Result<Reacting> {
-    let mut run = Run::new(table5_spec(i)?)?;
-    run.pinger = Some(Pinger::new("domu1", Duration::from_millis(10), 3));
-    run.step(Duration::from_secs(1));
-    run.with(|c| c.set_warning("host1", WarningKind::UpsOnBattery, true))?;
-    // Prometheus scrapes host1 and evaluates the rule every 15 s; the rule
-    // has no `for`, the evacuate route no group wait: the first evaluation
-    // that sees the warning notifies the webhook, which starts the move.
-    let started = loop {
-        run.step(SCRAPE - Duration::from_millis(run.now().as_millis() as u64 % 15_000));
-        let s = run.scrape("host1")?;
-        if s.value(names::HOST_WARNING, &[("kind", "ups_on_battery")])? == 1.0 {
-            run.with(|c| c.start_migration("domu1", "host2"))?;
-            break run.now().as_secs_f64();
-        }
-        anyhow::ensure!(run.now() < Duration::from_secs(120), "the warning never showed");
-    };
-    while run.with(|c| c.domain("domu1").map(|d| d.host.clone())) != Some("host2".into()) {
-        run.step(Duration::from_millis(100));
-        anyhow::ensure!(run.now() < Duration::from_secs(3600), "the migration never ended");
-    }
-    run.step(Duration::from_secs(2));
-    let target = run.scrape("host2")?;
-    let dur = names::DOMAIN_MIGRATION_DURATION_SECONDS;
-    let w = [("direction", "incoming")];
-    let duration = target.value(&format!("{dur}_sum"), &w)? / target.value(&format!("{dur}_count"), &w)?;
-    let gap = run.scrape_prober()?.value(names::HEARTBEAT_LONGEST_GAP_SECONDS, &[("peer", "domu1")])?;
-    Ok(Reacting {
-        delay: gap - 0.01,
-        duration,
-        started,
-    })
-}
-
-/// The not-reacting half: host1 dies, the HA manager's heartbeat (xentinel's
-/// defaults) declares it down, DomU1 boots again on host2.
-fn not_reacting(i: Table5Inputs, detect: Duration) -> anyhow::Result<f64> {
-    let mut run = Run::new(table5_spec(i)?)?;
-    run.pinger = Some(Pinger::new("domu1", Duration::from_millis(10), 3));
-    run.step(Duration::from_secs(3));
-    run.with(|c| c.kill_host("host1"))?;
-    run.step(detect);
-    run.with(|c| c.restart("domu1", "host2", BOOT))?;
-    run.step(BOOT + Duration::from_secs(1));
-    let gap = run.scrape_prober()?.value(names::HEARTBEAT_LONGEST_GAP_SECONDS, &[("peer", "domu1")])?;
-    Ok(gap - 0.01)
-}
-
-pub fn table5(i: Table5Inputs) -> anyhow::Result<Table> {
-    let hb = crate::config::HeartbeatConfig::default();
-    let detect = hb.interval.0.0 * hb.down_after.0.0 as u32;
-    let r = reacting(i)?;
-    let n = not_reacting(i, detect)?;
-    let tol = Tol::Ratio(1.5);
-    let m = MigrationParams::default();
-    Ok(Table {
-        number: 5,
-        title: "Time added by a warning failure: reacting (webhook migrates) against not reacting (host dies, domain restarted)".into(),
-        rows: vec![
-            Row::new("reacting: added delay (s)", 0.0456, r.delay, tol, Role::HeldOut),
-            Row::new("not reacting: added delay (s)", 2.062, n, tol, Role::HeldOut),
-            Row::new("not reacting / reacting", 2.062 / 0.0456, n / r.delay, tol, Role::HeldOut),
-            Row::info("reacting: migration duration (s)", r.duration),
-            Row::info("reacting: migration started after the warning (s)", r.started - 1.0),
-        ],
-        notes: vec![
-            format!(
-                "inputs: DomU1 512 MB, {} dirty pages/s, link {:.0} Mbit/s; added delay = longest gap of a 10 ms prober (xentinel_heartbeat_longest_gap_seconds) − 10 ms",
-                i.dirty_rate, i.bandwidth * 8.0 / 1e6
-            ),
-            format!(
-                "pre-copy stops below {} dirty pages or after {} iterations (Xen 4.17, tools/libs/guest/xg_sr_save.c, send_memory_live / simple_precopy_policy); stop-and-copy overhead {:.1} ms = 1.39 s measured by a 10 ms ping on real Xen 4.17 under QEMU emulation / 27.5 (emulation's 25–30× slowdown)",
-                m.dirty_threshold_pages, m.max_iterations, m.suspend_overhead_ms
-            ),
-            format!(
-                "not reacting: detection {:.1} s (xentinel heartbeat defaults: {} × {} ms) + boot {:.2} s (xl create + guest ready on real Xen under emulation, 17 s + 15 s, / 27.5)",
-                detect.as_secs_f64(), hb.down_after.0.0, hb.interval.0.0.as_millis(), BOOT.as_secs_f64()
-            ),
-            "nothing in this table is fitted to the paper".into(),
         ],
     })
 }

@@ -128,8 +128,7 @@ impl Cluster {
                     }
                     left -= need;
                     let round_secs = bytes as f64 / bw;
-                    let (next, stop) =
-                        formulas::after_round(round, round_secs, dirty, memory, &p);
+                    let (next, stop) = formulas::after_round(round, round_secs, dirty, memory, &p);
                     self.migrations[i].phase = if stop {
                         let downtime = formulas::downtime_secs(next, bw, &p);
                         let name = self.migrations[i].domain.clone();

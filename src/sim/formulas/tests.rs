@@ -43,7 +43,10 @@ fn response_time_grows_with_the_resident_walk_then_with_swap_faults() {
     assert!((f - 2.0).abs() < 1e-9, "{f}");
     let over = response_time_ms(100 * MIB + 2 * p.fault_bytes, usable, &p);
     let at = response_time_ms(100 * MIB, usable, &p);
-    assert!((over - at - 2.0 * p.fault_ms).abs() < 1e-9, "{over} vs {at}");
+    assert!(
+        (over - at - 2.0 * p.fault_ms).abs() < 1e-9,
+        "{over} vs {at}"
+    );
     // And faults are a rate of requests: twice the requests, twice the faults.
     let w = workload(10.0, 150 * MIB);
     let (_, a) = fault_rates(&w, 10.0, usable, &p);

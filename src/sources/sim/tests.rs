@@ -190,7 +190,11 @@ fn non_convergent_migration_finishes_with_a_long_pause() {
     c.step(Duration::from_secs(5 * 103 - 10));
     assert!(matches!(
         c.migration(id).unwrap().state,
-        MigrationState::Running { round: 4, stop_and_copy: false, .. }
+        MigrationState::Running {
+            round: 4,
+            stop_and_copy: false,
+            ..
+        }
     ));
     for _ in 0..200 {
         c.step(Duration::from_secs(1));
