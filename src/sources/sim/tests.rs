@@ -360,3 +360,73 @@ fn demo_scenario_runs_against_the_demo_cluster() {
         cache.response_time_ms
     );
 }
+
+/// Steps `c` by `dt` in 10 ms ticks, pinging after each.
+fn ping_for(c: &mut Cluster, p: &mut super::Pinger, dt: Duration) {
+    let tick = Duration::from_millis(10);
+    let mut left = dt;
+    while !left.is_zero() {
+        c.step(tick.min(left));
+        p.tick(c);
+        left = left.saturating_sub(tick);
+    }
+}
+
+#[test]
+fn the_pinger_sees_the_stop_and_copy_as_its_longest_gap() {
+    let mut c = single(100.0, 25 * MIB, 256 * MIB, 100.0);
+    let mut p = super::Pinger::new("apache1", Duration::from_millis(10), 3);
+    ping_for(&mut c, &mut p, Duration::from_secs(1));
+    assert!((p.stats().longest_gap_seconds - 0.01).abs() < 1e-9);
+    let id = c.start_migration("apache1", "xen3").unwrap();
+    ping_for(&mut c, &mut p, Duration::from_secs(5));
+    let MigrationState::Done { downtime, .. } = c.migration(id).unwrap().state else {
+        panic!("not done")
+    };
+    let s = p.stats();
+    // The pause hides whole pings: the gap is the downtime rounded up to the
+    // 10 ms grid, plus one interval at most.
+    let gap = s.longest_gap_seconds;
+    let down = downtime.as_secs_f64();
+    assert!(gap >= down && gap <= down + 0.02 + 1e-9, "{gap} vs {down}");
+    assert!(s.up && s.lost >= 4 && s.lost <= 6, "{s:?}");
+}
+
+#[test]
+fn a_restarted_domain_answers_only_once_booted() {
+    let mut c = single(100.0, 25 * MIB, 256 * MIB, 100.0);
+    let mut p = super::Pinger::new("apache1", Duration::from_millis(10), 3);
+    ping_for(&mut c, &mut p, Duration::from_secs(1));
+    c.kill_host("xen4").unwrap();
+    let boot = Duration::from_secs(1);
+    assert_eq!(
+        c.restart("apache1", "xen4", boot),
+        Err(SimError::HostDown("xen4".into()))
+    );
+    assert!(matches!(
+        c.restart("nosuch", "xen3", boot),
+        Err(SimError::UnknownDomain(_))
+    ));
+    ping_for(&mut c, &mut p, Duration::from_millis(300));
+    assert!(!p.stats().up, "down after 3 unanswered intervals");
+    c.restart("apache1", "xen3", boot).unwrap();
+    let d = c.domain("apache1").unwrap();
+    assert_eq!(d.host, "xen3");
+    assert_eq!(d.cpu_seconds(), 0.0);
+    assert_eq!(d.state, crate::snapshot::DomainState::Blocked);
+    // Once only: the corpse is gone.
+    assert!(c.restart("apache1", "xen2", boot).is_err());
+    ping_for(&mut c, &mut p, Duration::from_millis(990));
+    assert!(!p.stats().up, "still booting");
+    assert_eq!(
+        c.domain("apache1").unwrap().cpu_seconds(),
+        0.0,
+        "serves nothing yet"
+    );
+    ping_for(&mut c, &mut p, Duration::from_millis(500));
+    let s = p.stats();
+    assert!(s.up);
+    // Dead at 1.0 s, detected at 1.3 s, booted at 2.3 s.
+    assert!((s.longest_gap_seconds - 1.3).abs() < 0.011, "{s:?}");
+    assert!(c.domain("apache1").unwrap().cpu_seconds() > 0.0);
+}
