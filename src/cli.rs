@@ -10,6 +10,7 @@ use crate::roles::demo::DemoArgs;
 use crate::roles::evacuate::EvacuateArgs;
 use crate::roles::exporter::ExporterArgs;
 use crate::roles::guest_agent::GuestAgentArgs;
+use crate::roles::paper::PaperArgs;
 use crate::roles::webhook::WebhookArgs;
 
 /// Prometheus exporter, heartbeat and migration webhook for Xen hosts.
@@ -46,6 +47,8 @@ pub enum Command {
     Webhook(WebhookArgs),
     /// Move every domain off a host now (e.g. from a systemd unit on shutdown).
     Evacuate(EvacuateArgs),
+    /// Reproduce the seed paper's five tables from the simulator's own /metrics.
+    Paper(PaperArgs),
 }
 
 impl Command {
@@ -58,6 +61,7 @@ impl Command {
             Command::Demo(a) => roles::demo::run(a).await,
             Command::Webhook(a) => roles::webhook::run(a).await,
             Command::Evacuate(a) => roles::evacuate::run(a).await,
+            Command::Paper(a) => roles::paper::run(a).await,
         }
     }
 }

@@ -168,7 +168,15 @@ fn help_texts_match_their_snapshots() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/help");
     let bless = std::env::var_os("XENTINEL_BLESS").is_some();
     let mut diffs = Vec::new();
-    for sub in ["", "exporter", "guest-agent", "demo", "webhook", "evacuate"] {
+    for sub in [
+        "",
+        "exporter",
+        "guest-agent",
+        "demo",
+        "webhook",
+        "evacuate",
+        "paper",
+    ] {
         let mut args: Vec<&str> = vec![];
         if !sub.is_empty() {
             args.push(sub);

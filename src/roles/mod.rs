@@ -5,4 +5,5 @@ pub mod demo;
 pub mod evacuate;
 pub mod exporter;
 pub mod guest_agent;
+pub mod paper;
 pub mod webhook;

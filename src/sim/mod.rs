@@ -6,8 +6,8 @@
 //! PRNG ([`SplitMix64`]), so the same seed and the same sequence of
 //! [`Cluster::step`] calls give identical collections.
 //!
-//! - [`params`]: the model's parameters (workloads, memory pressure, pre-copy).
-//! - [`formulas`]: the pure model (CPU, memory pressure, pre-copy rounds).
+//! - [`params`]: the model's parameters (workloads, memory, pre-copy).
+//! - [`formulas`]: the pure model (CPU, working-set walk and swap faults, pre-copy rounds).
 //! - [`spec`]: the cluster description ([`ClusterSpec`]), loadable from YAML.
 //! - [`migration`]: a pre-copy live migration as data (id, phase, state).
 //! - [`cluster`]: the [`Cluster`] state advanced by [`Cluster::step`], and

@@ -139,6 +139,8 @@ pub struct SimParams {
     pub dom0_migration_cpu: f64,
     /// Seconds between guest-agent reports (default 10).
     pub guest_report_interval_seconds: f64,
+    /// dom0 CPU seconds per packet its netback forwards for a domain (default 0).
+    pub dom0_cpu_seconds_per_packet: f64,
     pub memory: MemoryParams,
     pub migration: MigrationParams,
 }
@@ -150,6 +152,7 @@ impl Default for SimParams {
             dom0_idle_cpu: 0.02,
             dom0_migration_cpu: 0.5,
             guest_report_interval_seconds: 10.0,
+            dom0_cpu_seconds_per_packet: 0.0,
             memory: MemoryParams::default(),
             migration: MigrationParams::default(),
         }

@@ -78,8 +78,8 @@ impl Cluster {
                     Phase::StopAndCopy {
                         round, rest, left, ..
                     } => {
-                        // The rest is sent first, then the fixed resume overhead.
-                        let overhead = self.params.migration.resume_overhead_ms / 1000.0;
+                        // The rest is sent first, then the fixed suspend overhead.
+                        let overhead = self.params.migration.suspend_overhead_ms / 1000.0;
                         let sending = (left - overhead).max(0.0);
                         MigrationState::Running {
                             round: *round,
@@ -128,8 +128,7 @@ impl Cluster {
                     }
                     left -= need;
                     let round_secs = bytes as f64 / bw;
-                    let (next, stop) =
-                        formulas::after_round(round, round_secs, dirty, memory, bw, &p);
+                    let (next, stop) = formulas::after_round(round, round_secs, dirty, memory, &p);
                     self.migrations[i].phase = if stop {
                         let downtime = formulas::downtime_secs(next, bw, &p);
                         let name = self.migrations[i].domain.clone();

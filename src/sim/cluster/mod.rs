@@ -8,13 +8,12 @@ use std::time::Duration;
 use crate::snapshot::{Direction, DomId, DomainState, Histogram, WarningKind};
 
 use crate::sim::formulas;
-use crate::sim::migration::{
-    DOWNTIME_BUCKETS, DURATION_BUCKETS, Migration, MigrationId, MigrationState, Phase,
-};
+use crate::sim::migration::{DOWNTIME_BUCKETS, DURATION_BUCKETS, Migration, MigrationId, Phase};
 use crate::sim::params::{PAGE_SIZE, Workload};
 use crate::sim::spec::{ClusterSpec, DiskSpec, DomainSpec, HostSpec, NicSpec, SimParams};
 use crate::sim::{SimError, SplitMix64, derive_uuid};
 
+mod failures;
 mod migrate;
 
 /// Longest interval integrated in one piece; [`Cluster::step`] splits longer ones.
@@ -61,6 +60,9 @@ pub struct SimDomain {
     pub since: Duration,
     /// The migration in flight, if any.
     pub migration: Option<MigrationId>,
+    /// Simulated time its guest has booted (0 for domains of the spec); a
+    /// domain restarted by [`Cluster::restart`] answers nothing before it.
+    pub booted_at: Duration,
     /// Highest working set touched since it last shrank (for minor faults).
     touched_ws: u64,
 }
@@ -104,6 +106,8 @@ pub struct Cluster {
     pub(in crate::sim) domains: Vec<SimDomain>,
     pub(in crate::sim) migrations: Vec<Migration>,
     pub(in crate::sim) lost: Vec<LostDomain>,
+    /// The lost domains as they were, for [`Cluster::restart`].
+    pub(in crate::sim) corpses: Vec<SimDomain>,
 }
 
 impl SimDomain {
@@ -134,8 +138,14 @@ impl SimDomain {
             response_time_ms: 0.0,
             since: Duration::ZERO,
             migration: None,
+            booted_at: Duration::ZERO,
             touched_ws: ws,
         }
+    }
+
+    /// Memory its applications can use: allocation minus the reserve.
+    pub fn usable_bytes(&self) -> u64 {
+        formulas::usable_bytes(self.memory_bytes, self.reserved_bytes)
     }
 
     /// CPU seconds of all vCPUs on the current host.
@@ -199,11 +209,12 @@ impl Cluster {
             domains,
             migrations: Vec::new(),
             lost: Vec::new(),
+            corpses: Vec::new(),
         };
         for d in &mut c.domains {
             d.response_time_ms = formulas::response_time_ms(
                 d.workload.working_set_bytes,
-                d.memory_bytes,
+                d.usable_bytes(),
                 &c.params.memory,
             );
         }
@@ -287,65 +298,6 @@ impl Cluster {
         Ok(())
     }
 
-    /// Kills a host: its domains are lost (counted in [`Cluster::lost`]), and
-    /// migrations from or to it fail. Returns how many domains were lost.
-    pub fn kill_host(&mut self, host: &str) -> Result<usize, SimError> {
-        let h = self.host_mut(host)?;
-        if !h.alive {
-            return Err(SimError::HostDown(host.into()));
-        }
-        h.alive = false;
-        h.incoming_bytes = 0;
-        for i in 0..self.migrations.len() {
-            let m = &self.migrations[i];
-            if matches!(m.phase, Phase::Over(_)) || (m.from != host && m.to != host) {
-                continue;
-            }
-            let (id, dom, from, to, memory) = {
-                let d = self.domain(&m.domain).map(|d| d.memory_bytes).unwrap_or(0);
-                (m.id, m.domain.clone(), m.from.clone(), m.to.clone(), d)
-            };
-            let reason = if from == host {
-                format!("source host {host} died")
-            } else {
-                format!("target host {to} died")
-            };
-            self.migrations[i].phase = Phase::Over(MigrationState::Failed(reason));
-            if from != host {
-                // The domain stays (and resumes, if paused) on its source.
-                if let Some(d) = self
-                    .domains
-                    .iter_mut()
-                    .find(|d| d.name == dom && d.migration == Some(id))
-                {
-                    d.migration = None;
-                    d.state = DomainState::Running;
-                }
-            } else if let Ok(t) = self.host_mut(&to) {
-                t.incoming_bytes = t.incoming_bytes.saturating_sub(memory);
-            }
-        }
-        let now = self.now;
-        let before = self.domains.len();
-        let mut lost = Vec::new();
-        self.domains.retain(|d| {
-            if d.host == host {
-                // Crashed, then gone: a dead host has no endpoint to show it.
-                lost.push(LostDomain {
-                    name: d.name.clone(),
-                    uuid: d.uuid.clone(),
-                    host: host.into(),
-                    at: now,
-                });
-                false
-            } else {
-                true
-            }
-        });
-        self.lost.extend(lost);
-        Ok(before - self.domains.len())
-    }
-
     /// [`MAX_TICK`].
     pub fn step(&mut self, dt: Duration) {
         let mut left = dt;
@@ -418,8 +370,17 @@ impl Cluster {
             let s = if want > room { room / want } else { 1.0 };
             scale.insert(name.clone(), s);
         }
-        // 4. Integrate each domain.
+        // 4. Integrate each domain; dom0 forwards its packets.
+        let per_packet = self.params.dom0_cpu_seconds_per_packet;
+        let mut forwarded: BTreeMap<String, f64> = BTreeMap::new();
+        let now = self.now;
         for (d, (rate, active, cpu)) in self.domains.iter_mut().zip(demand) {
+            // A booting guest serves nothing yet.
+            let (rate, cpu) = if now < d.booted_at {
+                (0.0, 0.0)
+            } else {
+                (rate, cpu)
+            };
             let s = scale.get(&d.host).copied().unwrap_or(1.0);
             let busy = cpu * active * s;
             let per_vcpu = busy / f64::from(d.vcpus.max(1)) * secs;
@@ -434,8 +395,13 @@ impl Cluster {
             c.rx_bytes += rx;
             c.tx_bytes += tx;
             // At least one packet each way per request.
-            c.rx_packets += packets(rx, d.nic.mtu).max(served);
-            c.tx_packets += packets(tx, d.nic.mtu).max(served);
+            let (rx_p, tx_p) = (
+                packets(rx, d.nic.mtu).max(served),
+                packets(tx, d.nic.mtu).max(served),
+            );
+            c.rx_packets += rx_p;
+            c.tx_packets += tx_p;
+            *forwarded.entry(d.host.clone()).or_default() += rx_p + tx_p;
             let rd = served * d.disk.read_bytes_per_request as f64;
             let wr = served * d.disk.write_bytes_per_request as f64;
             let io = d.disk.request_size_bytes.max(1) as f64;
@@ -449,12 +415,12 @@ impl Cluster {
                 d.minor_faults += ((ws - d.touched_ws) / PAGE_SIZE) as f64;
             }
             d.touched_ws = ws;
+            let usable = d.usable_bytes();
             let (minor, major) =
-                formulas::fault_rates(&d.workload, rate * active, d.memory_bytes, d.reserved_bytes);
+                formulas::fault_rates(&d.workload, rate * active, usable, &self.params.memory);
             d.minor_faults += minor * secs;
             d.major_faults += major * secs;
-            d.response_time_ms =
-                formulas::response_time_ms(ws, d.memory_bytes, &self.params.memory);
+            d.response_time_ms = formulas::response_time_ms(ws, usable, &self.params.memory);
             // Sampled state: running with the probability its vCPUs are busy.
             if d.state != DomainState::Paused {
                 let u = self.rng.next_f64();
@@ -464,6 +430,14 @@ impl Cluster {
                 } else {
                     DomainState::Blocked
                 };
+            }
+        }
+        // dom0's netback forwarding, beyond its capped demand above.
+        for h in &mut self.hosts {
+            let n = forwarded.get(&h.spec.name).copied().unwrap_or(0.0);
+            let v = h.dom0_vcpu_seconds.len().max(1) as f64;
+            for s in &mut h.dom0_vcpu_seconds {
+                *s += n * per_packet / v;
             }
         }
         self.now += dt;

@@ -1,4 +1,5 @@
-//! One host of the modelled cluster as a [`Source`] named `sim`.
+//! One host of the modelled cluster as a [`Source`] named `sim`, and
+//! [`Pinger`], a fixed-interval prober of a modelled domain's service.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,11 @@ use crate::sources::{BoxFuture, Source, SourceError};
 
 use crate::sim::{Cluster, SimHost, formulas};
 
+mod pinger;
 #[cfg(test)]
 mod tests;
+
+pub use pinger::Pinger;
 
 /// The UUID Xen gives dom0.
 pub const DOM0_UUID: &str = "00000000-0000-0000-0000-000000000000";
@@ -48,8 +52,9 @@ impl SimSource {
     }
 
     /// The domain probe of a modelled domain: each collection probes every
-    /// domain once; it answers (success) unless paused or down, after the
-    /// model's response time.
+    /// domain once; it answers (success) unless paused, down or still
+    /// booting, after the time its request takes in the model (a walk of the
+    /// working set, plus the major faults of the part in swap).
     fn probe(&self, c: &Cluster, out: &mut Collection) {
         let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
         let here: Vec<_> = c.domains_on(&self.host).collect();
@@ -64,7 +69,7 @@ impl SimSource {
                 probes.insert(d.uuid.clone(), h);
             }
             let h = probes.get_mut(&d.uuid).expect("just inserted");
-            let success = d.state != DomainState::Paused && d.state != DomainState::Crashed;
+            let success = Pinger::answers(c, &d.name);
             h.observe(d.response_time_ms / 1000.0);
             out.probes.insert(
                 d.domid,

@@ -183,10 +183,20 @@ fn migration_duration_grows_with_memory_and_dirty_rate_in_the_cluster() {
 #[test]
 fn non_convergent_migration_finishes_with_a_long_pause() {
     let mut c = Cluster::default_demo(1);
-    // batch1 dirties ~246 MB/s; xen3 ↔ xen4 is 1 Gbit/s.
+    // batch1 dirties ~246 MB/s; xen3 ↔ xen4 is 1 Gbit/s: every round resends
+    // all 12 GiB (103 s), and Xen stops after its fifth iteration.
     let id = c.start_migration("batch1", "xen4").unwrap();
     let mut saw_paused = false;
-    for _ in 0..400 {
+    c.step(Duration::from_secs(5 * 103 - 10));
+    assert!(matches!(
+        c.migration(id).unwrap().state,
+        MigrationState::Running {
+            round: 4,
+            stop_and_copy: false,
+            ..
+        }
+    ));
+    for _ in 0..200 {
         c.step(Duration::from_secs(1));
         if let Some(d) = c.domain("batch1") {
             saw_paused |= d.state == crate::snapshot::DomainState::Paused;
@@ -330,6 +340,7 @@ fn demo_scenario_runs_against_the_demo_cluster() {
     let mut s = Scenario::default_demo();
     let mut c = Cluster::default_demo(42);
     s.check(&c).unwrap();
+    let before = c.domain("cache1").unwrap().response_time_ms;
     while !s.is_done() {
         c.step(Duration::from_secs(15));
         let now = c.now();
@@ -338,6 +349,84 @@ fn demo_scenario_runs_against_the_demo_cluster() {
         }
     }
     assert!(!c.host("xen3").unwrap().alive);
+    // cache1 grew 336 MiB past its usable memory: each request walks that
+    // part back from swap, ~27 faults of 12.5 MiB.
     let cache = c.domain("cache1").unwrap();
-    assert!(cache.response_time_ms > 50.0, "{}", cache.response_time_ms);
+    let fault_ms = c.params().memory.fault_ms;
+    assert!(cache.major_faults > 0.0);
+    assert!(
+        cache.response_time_ms - before > 25.0 * fault_ms,
+        "{} vs {before}",
+        cache.response_time_ms
+    );
+}
+
+/// Steps `c` by `dt` in 10 ms ticks, pinging after each.
+fn ping_for(c: &mut Cluster, p: &mut super::Pinger, dt: Duration) {
+    let tick = Duration::from_millis(10);
+    let mut left = dt;
+    while !left.is_zero() {
+        c.step(tick.min(left));
+        p.tick(c);
+        left = left.saturating_sub(tick);
+    }
+}
+
+#[test]
+fn the_pinger_sees_the_stop_and_copy_as_its_longest_gap() {
+    let mut c = single(100.0, 25 * MIB, 256 * MIB, 100.0);
+    let mut p = super::Pinger::new("apache1", Duration::from_millis(10), 3);
+    ping_for(&mut c, &mut p, Duration::from_secs(1));
+    assert!((p.stats().longest_gap_seconds - 0.01).abs() < 1e-9);
+    let id = c.start_migration("apache1", "xen3").unwrap();
+    ping_for(&mut c, &mut p, Duration::from_secs(5));
+    let MigrationState::Done { downtime, .. } = c.migration(id).unwrap().state else {
+        panic!("not done")
+    };
+    let s = p.stats();
+    // The pause hides whole pings: the gap is the downtime rounded up to the
+    // 10 ms grid, plus one interval at most.
+    let gap = s.longest_gap_seconds;
+    let down = downtime.as_secs_f64();
+    assert!(gap >= down && gap <= down + 0.02 + 1e-9, "{gap} vs {down}");
+    assert!(s.up && s.lost >= 4 && s.lost <= 6, "{s:?}");
+}
+
+#[test]
+fn a_restarted_domain_answers_only_once_booted() {
+    let mut c = single(100.0, 25 * MIB, 256 * MIB, 100.0);
+    let mut p = super::Pinger::new("apache1", Duration::from_millis(10), 3);
+    ping_for(&mut c, &mut p, Duration::from_secs(1));
+    c.kill_host("xen4").unwrap();
+    let boot = Duration::from_secs(1);
+    assert_eq!(
+        c.restart("apache1", "xen4", boot),
+        Err(SimError::HostDown("xen4".into()))
+    );
+    assert!(matches!(
+        c.restart("nosuch", "xen3", boot),
+        Err(SimError::UnknownDomain(_))
+    ));
+    ping_for(&mut c, &mut p, Duration::from_millis(300));
+    assert!(!p.stats().up, "down after 3 unanswered intervals");
+    c.restart("apache1", "xen3", boot).unwrap();
+    let d = c.domain("apache1").unwrap();
+    assert_eq!(d.host, "xen3");
+    assert_eq!(d.cpu_seconds(), 0.0);
+    assert_eq!(d.state, crate::snapshot::DomainState::Blocked);
+    // Once only: the corpse is gone.
+    assert!(c.restart("apache1", "xen2", boot).is_err());
+    ping_for(&mut c, &mut p, Duration::from_millis(990));
+    assert!(!p.stats().up, "still booting");
+    assert_eq!(
+        c.domain("apache1").unwrap().cpu_seconds(),
+        0.0,
+        "serves nothing yet"
+    );
+    ping_for(&mut c, &mut p, Duration::from_millis(500));
+    let s = p.stats();
+    assert!(s.up);
+    // Dead at 1.0 s, detected at 1.3 s, booted at 2.3 s.
+    assert!((s.longest_gap_seconds - 1.3).abs() < 0.011, "{s:?}");
+    assert!(c.domain("apache1").unwrap().cpu_seconds() > 0.0);
 }
