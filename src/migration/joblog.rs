@@ -1,5 +1,5 @@
-//! The durable job log: SQLite (WAL, `synchronous=FULL`) holding jobs, their
-//! steps, and per-domain claims.
+//! The durable job log: SQLite (rollback journal, `synchronous=FULL`, no
+//! memory mapping) holding jobs, their steps, and per-domain claims.
 //!
 //! Exactly-once lives here, in constraints rather than memory:
 //! `jobs UNIQUE(fingerprint, starts_at)` makes one alert one job whatever
@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS claims (
     job_id        INTEGER NOT NULL,
     step_id       INTEGER NOT NULL UNIQUE,
     claimed       REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS probe (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    t             REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS steps_job ON steps (job_id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
@@ -166,6 +170,19 @@ pub struct StepEnd {
 /// The job log (one connection; callers serialise access).
 pub struct JobLog {
     conn: Connection,
+    /// The file it opened and that file's (device, inode), to notice it
+    /// removed or replaced under us (`None`: in memory).
+    file: Option<(std::path::PathBuf, (u64, u64))>,
+}
+
+/// A file's (device, inode); `None` when the path does not exist.
+pub fn file_id(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn ts(t: Option<f64>) -> Option<String> {
@@ -173,13 +190,26 @@ fn ts(t: Option<f64>) -> Option<String> {
 }
 
 impl JobLog {
-    /// Opens (creating) the database at `path`, in WAL mode.
+    /// Opens (creating) the database at `path`, with a rollback journal.
+    ///
+    /// Not WAL: WAL's index (`-shm`) is a shared memory mapping of a file, and
+    /// a write to it faults with SIGBUS — killing the process, no error to
+    /// handle — when the file cannot take it (made immutable, on ext4). With a
+    /// rollback journal and `mmap_size=0` every I/O is a read or write call,
+    /// so a full, read-only or immutable disk is an error code
+    /// ([`super::store`] turns it into a 503 and a retry). An existing WAL
+    /// log is converted on open.
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let mut l = Self::init(conn)?;
+        // After init: the file exists now (SQLite creates it lazily).
+        if let Ok(Some(id)) = file_id(path) {
+            l.file = Some((path.to_path_buf(), id));
+        }
+        Ok(l)
     }
 
     /// An in-memory log (tests, `--dry-run`).
@@ -189,10 +219,55 @@ impl JobLog {
 
     fn init(conn: Connection) -> rusqlite::Result<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
+        if mode != "delete" && mode != "memory" {
+            log::warn!("the job log stays in journal mode {mode} (another process has it open?)");
+        }
+        conn.execute_batch("PRAGMA mmap_size=0; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(JobLog { conn })
+        Ok(JobLog { conn, file: None })
+    }
+
+    /// The file this log opened, and its (device, inode) then.
+    pub fn file(&self) -> Option<&(std::path::PathBuf, (u64, u64))> {
+        self.file.as_ref()
+    }
+
+    /// A real write that changes nothing else (one row of `probe`): succeeds
+    /// once the storage takes writes again.
+    pub fn probe(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO probe (id, t) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET t = ?1",
+            [now()],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the open database to `to` (`VACUUM INTO`;
+    /// it reads the file this connection opened, even if unlinked since).
+    pub fn copy_to(&self, to: &Path) -> rusqlite::Result<()> {
+        self.conn
+            .execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])?;
+        Ok(())
+    }
+
+    /// Sets a job's reason only (its state stays): what a shutdown left.
+    pub fn set_job_reason(&mut self, id: i64, reason: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET reason = ?2, updated = ?3 WHERE id = ?1",
+            params![id, reason, now()],
+        )?;
+        Ok(())
+    }
+
+    /// A step's migration was killed at the end of a shutdown's grace period:
+    /// it stays `running` (the next start locates its domain), with why.
+    pub fn interrupt_step(&mut self, step: i64, reason: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE steps SET reason = ?2 WHERE id = ?1",
+            params![step, reason],
+        )?;
+        Ok(())
     }
 
     /// Records a job; `None` when this (fingerprint, startsAt) already has one.
@@ -372,6 +447,20 @@ impl JobLog {
         tx.commit()
     }
 
+    /// Puts a claimed step whose migration a shutdown kept from (re)starting
+    /// back to `planned`: the attempt it counted did not run; the claim goes.
+    pub fn release(&mut self, step: i64, reason: &str) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE steps SET state = 'planned', reason = ?2, pid = NULL, pid_start = NULL,
+                              attempts = MAX(attempts - 1, 0)
+             WHERE id = ?1",
+            params![step, reason],
+        )?;
+        tx.execute("DELETE FROM claims WHERE step_id = ?1", [step])?;
+        tx.commit()
+    }
+
     /// Cancels every planned step of a job; returns how many.
     pub fn cancel_planned(&mut self, job: i64, reason: &str) -> rusqlite::Result<usize> {
         self.conn.execute(
@@ -524,6 +613,43 @@ mod tests {
             memory_bytes: 1,
             target: Ok("xen2".into()),
         }
+    }
+
+    #[test]
+    fn the_log_maps_no_file_into_memory() {
+        let dir = std::env::temp_dir().join(format!("xentinel-joblog-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = dir.join("jobs.sqlite");
+        // A log a previous version left in WAL mode is converted.
+        {
+            let c = Connection::open({
+                std::fs::create_dir_all(&dir).unwrap();
+                &p
+            })
+            .unwrap();
+            let m: String = c
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(m, "wal");
+        }
+        let mut l = JobLog::open(&p).unwrap();
+        let q = |sql: &str| -> String {
+            l.conn
+                .query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        assert_eq!(q("PRAGMA journal_mode"), "Text(\"delete\")");
+        assert_eq!(q("PRAGMA mmap_size"), "Integer(0)");
+        l.insert_job(&job("f")).unwrap();
+        l.probe().unwrap();
+        assert!(!std::path::Path::new(&format!("{}-shm", p.display())).exists());
+        assert!(!std::path::Path::new(&format!("{}-wal", p.display())).exists());
+        assert_eq!(l.file().unwrap().1, file_id(&p).unwrap().unwrap());
+        let copy = dir.join("copy.sqlite");
+        l.copy_to(&copy).unwrap();
+        assert_eq!(JobLog::open(&copy).unwrap().jobs(10).unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
