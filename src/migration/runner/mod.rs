@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 mod events;
 mod limits;
+mod phase;
 mod recovery;
 mod step;
 mod stop;
@@ -25,7 +26,7 @@ mod storage;
 
 pub use events::{Event, PlannedStep};
 use limits::Limiter;
-pub use stop::{Phase, StopReport};
+pub use phase::{Phase, StopReport};
 
 use super::executor::{self, Executor};
 use super::joblog::JobLog;
@@ -96,7 +97,7 @@ pub struct Engine {
     /// with their child's pid (command executors).
     active: Mutex<HashMap<i64, Option<u32>>>,
     active_changed: tokio::sync::Notify,
-    stop: Mutex<stop::Counts>,
+    stop: Mutex<phase::Counts>,
 }
 
 impl Engine {
@@ -121,7 +122,7 @@ impl Engine {
             phase: tokio::sync::watch::Sender::new(Phase::Running),
             active: Mutex::new(HashMap::new()),
             active_changed: tokio::sync::Notify::new(),
-            stop: Mutex::new(stop::Counts::default()),
+            stop: Mutex::new(phase::Counts::default()),
         }
     }
 
