@@ -26,7 +26,7 @@ fn steps(db: &std::path::Path) -> Vec<(String, String, i64, String)> {
 #[test]
 fn sigterm_lets_the_running_migration_finish_and_the_restart_does_not_repeat_it() {
     let dir = temp_dir("sigterm");
-    let xl = FakeXl::new(&dir, 3.0);
+    let xl = FakeXl::new(&dir, 5.0);
     let prom = three_domain_prom();
     let db = dir.join("jobs.sqlite");
     let mut wh = WebhookProc::start(&xl, &prom, &db, &[]);

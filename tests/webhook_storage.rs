@@ -80,7 +80,7 @@ fn a_full_disk_mid_job_gets_503_and_the_job_resumes_when_space_returns() {
         mnt.to_str().unwrap(),
     ]);
     let _m = Mounted(mnt.clone());
-    let xl = FakeXl::new(&dir, 2.0);
+    let xl = FakeXl::new(&dir, 4.0);
     let prom = three_domain_prom();
     let db = mnt.join("jobs.sqlite");
     let mut wh = WebhookProc::start(&xl, &prom, &db, &[]);

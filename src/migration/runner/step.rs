@@ -157,10 +157,13 @@ impl Engine {
             self.metrics.in_flight.inc();
             self.step_event(s, "running", 0.0, "");
             let out = tokio::select! {
-                out = started.wait(|p| self.step_event(s, "running", p, "")) => Some(out),
+                biased;
                 _ = self.aborted() => None,
+                out = started.wait(|p| self.step_event(s, "running", p, "")) => Some(out),
             };
             self.metrics.in_flight.dec();
+            // A failure once the grace period is over is the kill's doing, not the migration's.
+            let out = out.filter(|o| o.ok || !self.aborting());
             let Some(out) = out else {
                 // The grace period ended: the child (dropped) and its group are killed.
                 if let Some((p, _)) = pid {

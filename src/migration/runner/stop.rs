@@ -17,6 +17,11 @@ impl Engine {
         *self.phase.borrow() != Phase::Running
     }
 
+    /// True once the grace period is over.
+    pub(super) fn aborting(&self) -> bool {
+        *self.phase.borrow() == Phase::Aborting
+    }
+
     /// Sleeps `d`; false when a stop began meanwhile.
     pub(super) async fn sleep_unless_stopping(&self, d: Duration) -> bool {
         let mut p = self.phase.subscribe();
@@ -110,14 +115,18 @@ impl Engine {
                 left.len(),
                 left.iter().map(|(s, _)| *s).collect::<Vec<_>>()
             );
+            // Each step task kills its child's group and records the interruption.
             self.abort();
-            for (_, pid) in &left {
-                if let Some(p) = pid {
-                    executor::kill_group(*p).await;
+            if tokio::time::timeout(Duration::from_secs(10), self.until_idle())
+                .await
+                .is_err()
+            {
+                for (_, pid) in &left {
+                    if let Some(p) = pid {
+                        executor::kill_group(*p).await;
+                    }
                 }
             }
-            // The step tasks record the interruption and leave; bounded.
-            let _ = tokio::time::timeout(Duration::from_secs(10), self.until_idle()).await;
         }
         // Let the jobs' tasks notice and leave their state as recorded.
         tokio::task::yield_now().await;
