@@ -11,7 +11,6 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 
 use super::alert::format_rfc3339;
 
@@ -78,94 +77,11 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A job to record.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub fingerprint: String,
-    pub starts_at: String,
-    pub starts_at_unix: f64,
-    pub host: String,
-    /// `alert` or `cli`.
-    pub origin: String,
-    pub dry_run: bool,
-}
+mod records;
+#[cfg(test)]
+mod tests;
 
-/// A step to record: a domain, where it goes, or why it cannot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewStep {
-    pub domain: String,
-    pub source: String,
-    pub memory_bytes: u64,
-    /// `Ok(target)` or `Err(reason it has no place)`.
-    pub target: Result<String, String>,
-}
-
-/// One job as the log and `GET /jobs/{id}` show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Job {
-    pub id: i64,
-    pub fingerprint: String,
-    pub starts_at: String,
-    #[serde(skip)]
-    pub starts_at_unix: f64,
-    pub host: String,
-    pub origin: String,
-    pub dry_run: bool,
-    pub state: String,
-    pub reason: String,
-    pub resolved: Option<String>,
-    pub first_start: Option<String>,
-    /// `first_start` as Unix seconds.
-    #[serde(skip)]
-    pub first_start_unix: Option<f64>,
-    pub created: String,
-    pub updated: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steps: Option<Vec<Step>>,
-}
-
-/// One step of a job.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub id: i64,
-    pub job_id: i64,
-    pub domain: String,
-    pub source: String,
-    pub target: Option<String>,
-    pub memory_bytes: u64,
-    pub state: String,
-    pub reason: String,
-    pub started: Option<String>,
-    pub ended: Option<String>,
-    pub duration_seconds: Option<f64>,
-    pub downtime_seconds: Option<f64>,
-    pub stderr_tail: String,
-    pub attempts: i64,
-    pub pid: Option<u32>,
-    pub pid_start: Option<String>,
-}
-
-/// The result of trying to claim a step's domain.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// Ours: the step is now `claimed`.
-    Claimed,
-    /// The step is no longer `planned` (cancelled by a resolve, or done).
-    NotPlanned(String),
-    /// Another job's step holds the domain.
-    HeldBy(i64),
-}
-
-/// How a step ended.
-#[derive(Debug, Clone, Default)]
-pub struct StepEnd {
-    /// `done`, `failed` or `cancelled`.
-    pub state: &'static str,
-    pub reason: String,
-    pub duration: Option<f64>,
-    pub downtime: Option<f64>,
-    pub stderr_tail: String,
-}
+pub use records::{Claim, Job, NewJob, NewStep, Step, StepEnd};
 
 /// The job log (one connection; callers serialise access).
 pub struct JobLog {
@@ -588,122 +504,5 @@ impl JobLog {
             })
         })?;
         rows.collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(fp: &str) -> NewJob {
-        NewJob {
-            fingerprint: fp.into(),
-            starts_at: "2024-01-01T00:00:00Z".into(),
-            starts_at_unix: 1_704_067_200.0,
-            host: "xen1".into(),
-            origin: "alert".into(),
-            dry_run: false,
-        }
-    }
-
-    fn step(d: &str) -> NewStep {
-        NewStep {
-            domain: d.into(),
-            source: "xen1".into(),
-            memory_bytes: 1,
-            target: Ok("xen2".into()),
-        }
-    }
-
-    #[test]
-    fn the_log_maps_no_file_into_memory() {
-        let dir = std::env::temp_dir().join(format!("xentinel-joblog-mode-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let p = dir.join("jobs.sqlite");
-        // A log a previous version left in WAL mode is converted.
-        {
-            let c = Connection::open({
-                std::fs::create_dir_all(&dir).unwrap();
-                &p
-            })
-            .unwrap();
-            let m: String = c
-                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(m, "wal");
-        }
-        let mut l = JobLog::open(&p).unwrap();
-        let q = |sql: &str| -> String {
-            l.conn
-                .query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0))
-                .map(|v| format!("{v:?}"))
-                .unwrap()
-        };
-        assert_eq!(q("PRAGMA journal_mode"), "Text(\"delete\")");
-        assert_eq!(q("PRAGMA mmap_size"), "Integer(0)");
-        l.insert_job(&job("f")).unwrap();
-        l.probe().unwrap();
-        assert!(!std::path::Path::new(&format!("{}-shm", p.display())).exists());
-        assert!(!std::path::Path::new(&format!("{}-wal", p.display())).exists());
-        assert_eq!(l.file().unwrap().1, file_id(&p).unwrap().unwrap());
-        let copy = dir.join("copy.sqlite");
-        l.copy_to(&copy).unwrap();
-        assert_eq!(JobLog::open(&copy).unwrap().jobs(10).unwrap().len(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn one_alert_is_one_job() {
-        let mut l = JobLog::in_memory().unwrap();
-        let a = l.insert_job(&job("f1")).unwrap();
-        assert!(a.is_some());
-        assert_eq!(l.insert_job(&job("f1")).unwrap(), None);
-        assert!(l.insert_job(&job("f2")).unwrap().is_some());
-    }
-
-    #[test]
-    fn a_domain_is_claimed_by_one_job_at_a_time() {
-        let mut l = JobLog::in_memory().unwrap();
-        let a = l.insert_job(&job("a")).unwrap().unwrap();
-        let b = l.insert_job(&job("b")).unwrap().unwrap();
-        l.add_steps(a, &[step("web1")]).unwrap();
-        l.add_steps(a, &[step("web1")]).unwrap(); // a re-plan adds nothing
-        l.add_steps(b, &[step("web1")]).unwrap();
-        let sa = l.steps(a).unwrap();
-        assert_eq!(sa.len(), 1);
-        let sb = l.steps(b).unwrap()[0].id;
-        assert_eq!(l.claim(sa[0].id).unwrap(), Claim::Claimed);
-        assert_eq!(l.claim(sb).unwrap(), Claim::HeldBy(a));
-        assert_eq!(
-            l.claim(sa[0].id).unwrap(),
-            Claim::NotPlanned("claimed".into())
-        );
-        l.finish_step(
-            sa[0].id,
-            &StepEnd {
-                state: "done",
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(l.claim(sb).unwrap(), Claim::Claimed);
-    }
-
-    #[test]
-    fn resolve_cancels_only_planned_steps() {
-        let mut l = JobLog::in_memory().unwrap();
-        let a = l.insert_job(&job("a")).unwrap().unwrap();
-        l.add_steps(a, &[step("d1"), step("d2")]).unwrap();
-        let s = l.steps(a).unwrap();
-        l.claim(s[0].id).unwrap();
-        l.mark_running(s[0].id, None).unwrap();
-        assert_eq!(
-            l.resolve("a", "2024-01-01T00:00:00Z").unwrap(),
-            Some((a, 1))
-        );
-        let s = l.steps(a).unwrap();
-        assert_eq!(s[0].state, "running");
-        assert_eq!(s[1].state, "cancelled");
-        assert!(l.is_resolved(a).unwrap());
     }
 }
