@@ -153,13 +153,13 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// `n` one-row transactions on a fresh SQLite database at `path` in the job
-/// log's mode (WAL, `synchronous=FULL`: each commit waits for the disk);
+/// log's mode (rollback journal, `synchronous=FULL`: each commit waits for the disk);
 /// milliseconds each. The database is removed afterwards.
 fn durable_writes(path: &Path, n: usize) -> Vec<f64> {
     let conn = rusqlite::Connection::open(path).expect("open the baseline database");
     let _: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .expect("WAL");
+        .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
+        .expect("journal mode");
     conn.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE t (i INTEGER, at REAL);")
         .expect("baseline table");
     let times = (0..n)
@@ -171,7 +171,7 @@ fn durable_writes(path: &Path, n: usize) -> Vec<f64> {
         })
         .collect();
     drop(conn);
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-journal"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     times
@@ -277,8 +277,8 @@ pub fn bench_webhook(bin: &Path, logs: &Path) -> String {
     }
 
     // Baselines in the same run, beside the same demo: an HTTP round trip the
-    // webhook answers without work, and one durable SQLite write (WAL,
-    // synchronous=FULL, like the job log) in the job log's directory.
+    // webhook answers without work, and one durable SQLite write (rollback
+    // journal, synchronous=FULL, like the job log) in the job log's directory.
     let mut healthy = Vec::with_capacity(LATENCY_ALERTS);
     for _ in 0..LATENCY_ALERTS {
         let t0 = Instant::now();
@@ -371,7 +371,7 @@ pub fn bench_webhook(bin: &Path, logs: &Path) -> String {
     );
     let _ = writeln!(
         out,
-        "| baseline: one durable SQLite write (WAL, synchronous=FULL) beside the job log, p50 / p99 | {:.2} / {:.2} ms |",
+        "| baseline: one durable SQLite write (rollback journal, synchronous=FULL) beside the job log, p50 / p99 | {:.2} / {:.2} ms |",
         pct(&mut commits.clone(), 0.5),
         pct(&mut commits.clone(), 0.99)
     );

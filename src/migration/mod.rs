@@ -3,7 +3,8 @@
 //!
 //! - [`alert`]: Alertmanager's payload and which alerts act.
 //! - [`receiver`]: the HTTP side (token, limits, 4xx reasons).
-//! - [`joblog`]: the durable job log in SQLite (exactly-once lives here).
+//! - [`joblog`]: the durable job log in SQLite (exactly-once lives here);
+//!   [`store`]: whether its storage takes writes (full, read-only, removed).
 //! - [`planner`] and [`prom`]: where the domains go, from Prometheus, the
 //!   exporters or the sim.
 //! - [`executor`]: `xl migrate` (an argv template) or the sim.
@@ -21,6 +22,7 @@ pub mod planner;
 pub mod prom;
 pub mod receiver;
 pub mod runner;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -250,6 +252,7 @@ pub fn start(
     token: Option<Vec<u8>>,
 ) -> Result<(axum::Router, Arc<Engine>), SetupError> {
     let engine = engine(o, cfg, None)?;
+    engine.watch_store();
     let n = engine.recover()?;
     if n > 0 {
         log::info!("resuming {n} unfinished job(s)");

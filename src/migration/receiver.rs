@@ -1,7 +1,9 @@
 //! The webhook's HTTP side (axum): `POST /alerts` (Alertmanager webhook,
 //! bearer token), `GET /jobs` and `GET /jobs/{id}` (JSON, same token),
 //! `/metrics`, `/-/healthy`, `/-/ready`. A request either changes nothing and
-//! gets a 4xx/5xx with a JSON `error`, or is acted on and gets 200.
+//! gets a 4xx/5xx with a JSON `error`, or is acted on and gets 200. While the
+//! job log takes no writes (full, read-only, removed) or the webhook stops,
+//! alerts get 503 with the reason (Alertmanager retries) and `/-/ready` is 503.
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use super::alert::{self, Intent};
 use super::executor;
 use super::joblog::NewJob;
 use super::planner::{Inventory, InventoryError};
-use super::runner::Engine;
+use super::runner::{DbError, Engine};
 
 /// Default largest accepted body.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
@@ -58,7 +60,7 @@ pub fn router(rx: Arc<Receiver>, body_limit: usize) -> Router {
         .route("/jobs/{id}", get(job))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
-        .route("/-/ready", get(|| async { "OK\n" }))
+        .route("/-/ready", get(ready))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(rx)
 }
@@ -72,6 +74,37 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ y);
     }
     std::hint::black_box(diff) == 0
+}
+
+/// Why new work is refused now (503): stopping, or the job log takes no writes.
+fn refusal(engine: &Engine) -> Option<String> {
+    if engine.stopping() {
+        return Some(
+            "the webhook is stopping; nothing done (retry: the next start takes it)".into(),
+        );
+    }
+    engine
+        .health
+        .reason()
+        .map(|r| format!("job log unavailable: {r}; nothing done (retry later)"))
+}
+
+/// A job log failure: 503 when the storage failed (retry), else 500.
+fn db_error(e: DbError) -> Response {
+    match e {
+        DbError::Unavailable(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{e}; nothing more done (retry later)"),
+        ),
+        DbError::Sql(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn ready(State(rx): State<Arc<Receiver>>) -> Response {
+    match refusal(&rx.engine) {
+        None => "OK\n".into_response(),
+        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, format!("{r}\n")).into_response(),
+    }
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
@@ -181,6 +214,12 @@ async fn handle_alerts(
         }
     }
     let engine = &rx.engine;
+    let writes = intents
+        .iter()
+        .any(|i| matches!(i, Intent::Evacuate(_) | Intent::Resolve(_)));
+    if writes && let Some(why) = refusal(engine) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, why);
+    }
     let mut accepted = Vec::new();
     let mut duplicates = Vec::new();
     let mut cancelled = 0usize;
@@ -200,7 +239,7 @@ async fn handle_alerts(
                     origin: "alert".into(),
                     dry_run: engine.settings.dry_run,
                 };
-                match engine.db(|l| l.insert_job(&new)) {
+                match engine.try_write(|l| l.insert_job(&new)) {
                     Ok(Some(id)) => {
                         let e = engine.clone();
                         tokio::spawn(async move { e.run_job(id, None).await });
@@ -218,21 +257,23 @@ async fn handle_alerts(
                             .flatten();
                         duplicates.push(json!({ "job": id, "host": k.host }));
                     }
-                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                    Err(e) => return db_error(e),
                 }
             }
-            Intent::Resolve(k) => match engine.db(|l| l.resolve(&k.fingerprint, &k.starts_at)) {
-                Ok(Some((_, n))) => cancelled += n,
-                Ok(None) => {
-                    engine
-                        .metrics
-                        .ignored
-                        .with_label_values(&["resolved_without_job"])
-                        .inc();
-                    ignored += 1;
+            Intent::Resolve(k) => {
+                match engine.try_write(|l| l.resolve(&k.fingerprint, &k.starts_at)) {
+                    Ok(Some((_, n))) => cancelled += n,
+                    Ok(None) => {
+                        engine
+                            .metrics
+                            .ignored
+                            .with_label_values(&["resolved_without_job"])
+                            .inc();
+                        ignored += 1;
+                    }
+                    Err(e) => return db_error(e),
                 }
-                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-            },
+            }
         }
     }
     axum::Json(json!({

@@ -109,6 +109,13 @@ pub struct WebhookArgs {
     #[arg(long = "web.config.file")]
     pub web_config_file: Option<PathBuf>,
 
+    /// On SIGTERM or SIGINT, how long migrations in flight may take to finish (no new alerts
+    /// or steps meanwhile); then they are killed and resumed at the next start. A second
+    /// signal ends it at once. Keep systemd's TimeoutStopSec above it.
+    #[arg(long = "shutdown.grace-period", default_value = "5m",
+          value_parser = crate::config::parse_duration)]
+    pub grace_period: std::time::Duration,
+
     #[command(flatten)]
     pub migration: MigrationArgs,
 }
@@ -154,6 +161,28 @@ pub async fn run(a: WebhookArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    http::serve(listener, router, sec, crate::signals::shutdown()).await?;
+    // Serve until a signal, then stop gracefully while still answering (503
+    // for alerts, /jobs readable), then close the listener.
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(http::serve(listener, router, sec, async {
+        let _ = closed_rx.await;
+    }));
+    tokio::select! {
+        r = &mut server => return Ok(r.context("the HTTP server task")??),
+        _ = crate::signals::shutdown() => {}
+    }
+    tokio::select! {
+        _ = engine.graceful_stop(a.grace_period) => {}
+        _ = crate::signals::shutdown() => {
+            log::warn!("second signal: ending the grace period now");
+            engine.abort();
+            engine.graceful_stop(a.grace_period).await;
+        }
+    }
+    let _ = closed_tx.send(());
+    match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {
+        Ok(r) => r.context("the HTTP server task")??,
+        Err(_) => log::warn!("open connections did not close within 5 s; exiting anyway"),
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod dashboards;
+pub mod fake_xl;
 pub mod heartbeat_pair;
 pub mod http;
 pub mod netns;

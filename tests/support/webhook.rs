@@ -205,6 +205,7 @@ impl Webhook {
         ));
         let token = spec.token.clone();
         let addr = rt.block_on(async {
+            engine.watch_store();
             engine.recover().unwrap();
             let rx = Arc::new(Receiver {
                 engine: engine.clone(),

@@ -4,7 +4,8 @@
 //! modelled cluster in-process.
 //!
 //! Children run in their own process group with stderr going to a file beside
-//! the job log, so an interrupted xentinel (SIGKILL) leaves an `xl migrate` in
+//! the job log, so a signal to xentinel's group (a terminal's Ctrl-C) does not
+//! reach them and an interrupted xentinel (SIGKILL) leaves an `xl migrate` in
 //! flight to finish rather than die of SIGPIPE; recovery waits for it (by pid
 //! and start time) and then asks [`Executor::is_on`] where the domain is.
 //! After a failed migration [`Executor::state`] tells how the domain is on its
@@ -138,6 +139,7 @@ impl Executor {
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
+                    .process_group(0)
                     .kill_on_drop(true);
                 let st = tokio::time::timeout(Duration::from_secs(30), cmd.status())
                     .await

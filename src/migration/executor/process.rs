@@ -10,13 +10,16 @@ use std::time::Duration;
 pub const STDERR_TAIL: usize = 4096;
 
 /// Runs a short command (never through a shell) with a 30 s timeout; returns
-/// its exit code (`None`: killed by a signal), stdout and stderr.
+/// its exit code (`None`: killed by a signal), stdout and stderr. Like every
+/// child it leads its own process group: a terminal's Ctrl-C or a signal to
+/// xentinel's group reaches xentinel only, which decides what to stop.
 pub(super) async fn run_short(argv: &[String]) -> Result<(Option<i32>, String, String), String> {
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await

@@ -7,8 +7,10 @@
 //! Here: the engine and a job's life (plan, wait, run its steps, finish).
 //! `step`: one step (claim, state, migrate, retries); `recovery`: a step a
 //! previous run left behind; `events`: progress for `evacuate`; `limits`:
-//! migrations at once per source and target.
+//! migrations at once per source and target; `storage`: reads and writes of
+//! the job log that wait out a storage fault; `stop`: the graceful stop.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,21 +18,31 @@ use tokio::sync::mpsc;
 
 mod events;
 mod limits;
+mod phase;
 mod recovery;
 mod step;
+mod stop;
+mod storage;
 
 pub use events::{Event, PlannedStep};
 use limits::Limiter;
+pub use phase::{Phase, StopReport};
 
 use super::executor::{self, Executor};
 use super::joblog::JobLog;
 use super::metrics::Metrics;
 use super::planner::{self, Inventory, PlanConfig};
 
-/// The job log failed (SQLite).
+/// The job log failed.
 #[derive(Debug, thiserror::Error)]
-#[error("job log: {0}")]
-pub struct DbError(#[source] pub rusqlite::Error);
+pub enum DbError {
+    /// SQLite refused the statement (not the storage's fault).
+    #[error("job log: {0}")]
+    Sql(#[source] rusqlite::Error),
+    /// The storage does not take writes now (full, read-only, removed): retry later.
+    #[error("job log unavailable: {0}")]
+    Unavailable(String),
+}
 
 /// A job log failure ends a job with its message as the reason.
 impl From<DbError> for String {
@@ -78,6 +90,14 @@ pub struct Engine {
     pub settings: Settings,
     limits: Limiter,
     events: Option<mpsc::UnboundedSender<Event>>,
+    /// Whether the job log takes writes.
+    pub health: super::store::Health,
+    phase: tokio::sync::watch::Sender<Phase>,
+    /// Steps whose migration has started and whose end is not recorded yet,
+    /// with their child's pid (command executors).
+    active: Mutex<HashMap<i64, Option<u32>>>,
+    active_changed: tokio::sync::Notify,
+    stop: Mutex<phase::Counts>,
 }
 
 impl Engine {
@@ -98,13 +118,12 @@ impl Engine {
             settings,
             limits: Limiter::default(),
             events,
+            health: Default::default(),
+            phase: tokio::sync::watch::Sender::new(Phase::Running),
+            active: Mutex::new(HashMap::new()),
+            active_changed: tokio::sync::Notify::new(),
+            stop: Mutex::new(phase::Counts::default()),
         }
-    }
-
-    /// Runs `f` on the job log (short, synchronous transactions).
-    pub fn db<R>(&self, f: impl FnOnce(&mut JobLog) -> rusqlite::Result<R>) -> Result<R, DbError> {
-        let mut l = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut l).map_err(DbError)
     }
 
     fn emit(&self, e: Event) {
@@ -134,9 +153,14 @@ impl Engine {
     pub async fn run_job(self: Arc<Self>, id: i64, only_targets: Option<Vec<String>>) -> String {
         match self.clone().run_job_inner(id, only_targets).await {
             Ok(s) => s,
+            // Stopping: the job stays as recorded; the next start resumes it.
+            Err(e) if self.stopping() => {
+                log::info!("job {id}: left for the next start: {e}");
+                "stopped".into()
+            }
             Err(e) => {
                 log::error!("job {id}: {e}");
-                let _ = self.db(|l| l.set_job_state(id, "failed", &e));
+                let _ = self.write(|l| l.set_job_state(id, "failed", &e)).await;
                 self.metrics.failed.inc();
                 self.emit(Event::Finished {
                     job: id,
@@ -162,7 +186,8 @@ impl Engine {
                 return Ok("cancelled".into());
             };
             if job.dry_run || self.settings.dry_run {
-                self.db(|l| l.set_job_state(id, "planned", &format!("dry run; {source}")))?;
+                let why = format!("dry run; {source}");
+                self.write(|l| l.set_job_state(id, "planned", &why)).await?;
                 self.emit(Event::Finished {
                     job: id,
                     state: "planned".into(),
@@ -170,7 +195,8 @@ impl Engine {
                 });
                 return Ok("planned".into());
             }
-            self.db(|l| l.set_job_state(id, "running", &format!("planned from {source}")))?;
+            let why = format!("planned from {source}");
+            self.write(|l| l.set_job_state(id, "running", &why)).await?;
             steps = self.db(|l| l.steps(id))?;
         }
         // Steps a previous run left claimed or running: find their domains first.
@@ -189,10 +215,15 @@ impl Engine {
         // Start steps in plan order as the per-source and per-target limits allow.
         let mut tasks = tokio::task::JoinSet::new();
         let st = &self.settings;
+        let mut phase = self.phase.subscribe();
         while !pending.is_empty() || !tasks.is_empty() {
             let freed = self.limits.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
+            if self.stopping() {
+                // A graceful stop starts no step; they stay planned.
+                pending.clear();
+            }
             let mut i = 0;
             while i < pending.len() {
                 let Some(target) = pending[i].target.clone() else {
@@ -222,9 +253,19 @@ impl Engine {
                     }
                 }
                 _ = &mut freed, if !pending.is_empty() => {}
+                _ = phase.wait_for(|p| *p != Phase::Running), if !pending.is_empty() => {}
             }
         }
-        self.finish_job(id)
+        if self.stopping() {
+            let open = self
+                .db(|l| l.steps(id))?
+                .iter()
+                .any(|s| matches!(s.state.as_str(), "planned" | "claimed" | "running"));
+            if open {
+                return Err("stopped by a shutdown before its last step".into());
+            }
+        }
+        self.finish_job(id).await
     }
 
     /// Plans a job; `None` when its alert resolved while waiting.
@@ -250,12 +291,14 @@ impl Engine {
                 Err(e) => e.to_string(),
             };
             log::warn!("job {id}: waiting: {why}; retrying in {backoff:?}");
-            self.db(|l| l.set_job_state(id, "waiting", &why))?;
+            self.write(|l| l.set_job_state(id, "waiting", &why)).await?;
             self.emit(Event::Waiting {
                 job: id,
                 reason: why,
             });
-            tokio::time::sleep(backoff).await;
+            if !self.sleep_unless_stopping(backoff).await {
+                return Err("stopped by a shutdown while waiting".into());
+            }
             backoff = (backoff * 2).min(self.settings.backoff_max);
         };
         let cfg = PlanConfig {
@@ -275,7 +318,7 @@ impl Engine {
         }
         let unplaced = plan.iter().filter(|s| s.target.is_err()).count();
         self.metrics.unplaced.inc_by(unplaced as u64);
-        self.db(|l| l.add_steps(id, &plan))?;
+        self.write(|l| l.add_steps(id, &plan)).await?;
         if self.settings.dry_run {
             for p in &plan {
                 match &p.target {
@@ -299,7 +342,7 @@ impl Engine {
         Ok(Some(view.source))
     }
 
-    fn finish_job(&self, id: i64) -> Result<String, String> {
+    async fn finish_job(&self, id: i64) -> Result<String, String> {
         let steps = self.db(|l| l.steps(id))?;
         let resolved = self.db(|l| l.is_resolved(id))?;
         let n = |st: &str| steps.iter().filter(|s| s.state == st).count();
@@ -318,7 +361,7 @@ impl Engine {
         if resolved {
             reason.push_str("; alert resolved");
         }
-        self.db(|l| l.set_job_state(id, state, &reason))?;
+        self.write(|l| l.set_job_state(id, state, &reason)).await?;
         match state {
             "failed" => self.metrics.failed.inc(),
             "done" => self.metrics.succeeded.inc(),

@@ -70,12 +70,13 @@ impl Engine {
             match ex.is_on(&s.domain, &target).await {
                 Ok(true) => {
                     let why = format!("found on {target} after a restart");
-                    self.end_step(s, end("done", why));
+                    self.end_step(s, end("done", why)).await;
                     return false;
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    self.end_step(s, end("failed", format!("after a restart: {e}")));
+                    self.end_step(s, end("failed", format!("after a restart: {e}")))
+                        .await;
                     return false;
                 }
             }
@@ -83,7 +84,7 @@ impl Engine {
         match ex.is_on(&s.domain, &s.source).await {
             Ok(true) => {
                 let why = format!("still on {} after a restart: migrating again", s.source);
-                match self.db(|l| l.requeue(s.id, &why)) {
+                match self.write(|l| l.requeue(s.id, &why)).await {
                     Ok(()) => true,
                     Err(e) => {
                         log::error!("step {}: {e}", s.id);
@@ -96,7 +97,7 @@ impl Engine {
                     "after a restart, found neither on {} nor on {target}",
                     s.source
                 );
-                self.end_step(s, end("failed", why));
+                self.end_step(s, end("failed", why)).await;
                 false
             }
             Ok(false) => {
@@ -105,11 +106,12 @@ impl Engine {
                      migration (the locate command cannot ask {target})",
                     s.source
                 );
-                self.end_step(s, end("done", why));
+                self.end_step(s, end("done", why)).await;
                 false
             }
             Err(e) => {
-                self.end_step(s, end("failed", format!("after a restart: {e}")));
+                self.end_step(s, end("failed", format!("after a restart: {e}")))
+                    .await;
                 false
             }
         }

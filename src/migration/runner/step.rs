@@ -19,7 +19,9 @@ impl Engine {
         });
     }
 
-    pub(super) fn end_step(&self, s: &Step, end: StepEnd) {
+    /// Records how a step ended (waiting out a storage fault); false when it
+    /// could not be recorded before a shutdown's grace period ended.
+    pub(super) async fn end_step(&self, s: &Step, end: StepEnd) -> bool {
         if end.state != "done" || !end.reason.is_empty() {
             log::info!(
                 "step {} ({}): {}: {}",
@@ -29,11 +31,31 @@ impl Engine {
                 end.reason
             );
         }
-        if let Err(e) = self.db(|l| l.finish_step(s.id, &end)) {
-            log::error!("step {} ({}): {e}", s.id, s.domain);
-        }
+        let recorded = match self.write(|l| l.finish_step(s.id, &end)).await {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!(
+                    "step {} ({}): not recorded ({e}); the next start locates the domain",
+                    s.id,
+                    s.domain
+                );
+                false
+            }
+        };
+        self.step_ended(s.id, recorded);
         let p = if end.state == "done" { 1.0 } else { 0.0 };
         self.step_event(s, end.state, p, &end.reason);
+        recorded
+    }
+
+    /// A claimed step that a stop keeps from (re)starting goes back to
+    /// `planned`, for the next start.
+    async fn release_for_stop(&self, s: &Step, why: &str) {
+        log::info!("step {} ({}): {why}", s.id, s.domain);
+        if let Err(e) = self.write(|l| l.release(s.id, why)).await {
+            log::error!("step {}: {e}", s.id);
+        }
+        self.step_idle(s.id);
     }
 
     pub(super) async fn claimed_step(&self, s: &Step, target: &str, starts_at_unix: f64) {
@@ -42,7 +64,10 @@ impl Engine {
             reason,
             ..Default::default()
         };
-        match self.db(|l| l.claim(s.id)) {
+        if self.stopping() {
+            return;
+        }
+        match self.write(|l| l.claim(s.id)).await {
             Ok(Claim::Claimed) => {}
             Ok(Claim::NotPlanned(state)) => {
                 self.step_event(s, &state, 0.0, "");
@@ -50,17 +75,23 @@ impl Engine {
             }
             Ok(Claim::HeldBy(job)) => {
                 let why = format!("domain is being migrated by job {job}");
-                return self.end_step(s, end("cancelled", why));
+                self.end_step(s, end("cancelled", why)).await;
+                return;
             }
-            Err(e) => return self.end_step(s, end("failed", e.to_string())),
+            // Not claimed (the store is gone for this run): it stays planned.
+            Err(e) => return log::error!("step {} ({}): not started: {e}", s.id, s.domain),
         }
         match self.executor.is_on(&s.domain, &s.source).await {
             Ok(true) => {}
             Ok(false) => {
                 let why = format!("no longer on {}: nothing to do", s.source);
-                return self.end_step(s, end("cancelled", why));
+                self.end_step(s, end("cancelled", why)).await;
+                return;
             }
-            Err(e) => return self.end_step(s, end("failed", e.to_string())),
+            Err(e) => {
+                self.end_step(s, end("failed", e.to_string())).await;
+                return;
+            }
         }
         // A crashed or shut-down domain cannot move (`xl migrate` of a crashed
         // domain hangs until the timeout on Xen 4.17): fail now, and count it.
@@ -71,7 +102,8 @@ impl Engine {
                     .with_label_values(&[st.name()])
                     .inc();
                 let why = format!("{} on {} ({seen}): not migrated", st.name(), s.source);
-                return self.end_step(s, end("failed", why));
+                self.end_step(s, end("failed", why)).await;
+                return;
             }
             Ok(_) => {}
             Err(e) => log::warn!(
@@ -93,6 +125,14 @@ impl Engine {
         let mut attempt = 1;
         let mut failed_before: Option<Option<f64>> = None; // the last failed attempt's duration
         let (out, failure) = loop {
+            if self.stopping() {
+                let mut why = notes.join("; ");
+                if !why.is_empty() {
+                    why.push_str("; ");
+                }
+                why.push_str("not started: stopped by a shutdown (resumes at the next start)");
+                return self.release_for_stop(s, &why).await;
+            }
             let started = match self.executor.start(&spec).await {
                 Ok(st) => st,
                 Err(e) => {
@@ -100,10 +140,13 @@ impl Engine {
                         self.metrics.observe_migration(false, d, None);
                     }
                     notes.push(e);
-                    return self.end_step(s, end("failed", notes.join("; ")));
+                    self.end_step(s, end("failed", notes.join("; "))).await;
+                    return;
                 }
             };
-            match self.db(|l| l.mark_running(s.id, started.pid())) {
+            let pid = started.pid();
+            self.step_started(s.id, pid.as_ref().map(|p| p.0));
+            match self.write(|l| l.mark_running(s.id, pid.clone())).await {
                 Ok(Some(first)) => self
                     .metrics
                     .alert_to_start
@@ -113,8 +156,29 @@ impl Engine {
             }
             self.metrics.in_flight.inc();
             self.step_event(s, "running", 0.0, "");
-            let out = started.wait(|p| self.step_event(s, "running", p, "")).await;
+            let out = tokio::select! {
+                biased;
+                _ = self.aborted() => None,
+                out = started.wait(|p| self.step_event(s, "running", p, "")) => Some(out),
+            };
             self.metrics.in_flight.dec();
+            // A failure once the grace period is over is the kill's doing, not the migration's.
+            let out = out.filter(|o| o.ok || !self.aborting());
+            let Some(out) = out else {
+                // The grace period ended: the child (dropped) and its group are killed.
+                if let Some((p, _)) = pid {
+                    executor::kill_group(p).await;
+                }
+                let why = format!(
+                    "interrupted during attempt {attempt}: killed when the shutdown's grace \
+                     period ended; the next start locates the domain"
+                );
+                log::warn!("step {} ({}): {why}", s.id, s.domain);
+                if let Err(e) = self.try_write(|l| l.interrupt_step(s.id, &why)) {
+                    log::error!("step {}: {e}", s.id);
+                }
+                return self.step_ended(s.id, false);
+            };
             if !out.stderr_tail.is_empty() {
                 tails.push_str(&format!("--- attempt {attempt}\n{}", out.stderr_tail));
             }
@@ -133,10 +197,12 @@ impl Engine {
                         .min(self.settings.backoff_max);
                     notes.push(format!("{note}; retrying in {wait:?}"));
                     log::warn!("step {} ({}): {}", s.id, s.domain, notes.join("; "));
-                    if let Err(e) = self.db(|l| l.retry_step(s.id, &notes.join("; "))) {
+                    let why = notes.join("; ");
+                    if let Err(e) = self.write(|l| l.retry_step(s.id, &why)).await {
                         log::error!("step {}: {e}", s.id);
                     }
-                    tokio::time::sleep(wait).await;
+                    self.step_idle(s.id);
+                    self.sleep_unless_stopping(wait).await;
                     failed_before = Some(out.duration);
                     attempt += 1;
                 }
@@ -171,7 +237,8 @@ impl Engine {
                     out.stderr_tail
                 },
             },
-        );
+        )
+        .await;
     }
 
     /// A migration attempt failed: finds the domain on its source. `Ok(note)`:

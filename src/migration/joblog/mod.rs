@@ -1,5 +1,5 @@
-//! The durable job log: SQLite (WAL, `synchronous=FULL`) holding jobs, their
-//! steps, and per-domain claims.
+//! The durable job log: SQLite (rollback journal, `synchronous=FULL`, no
+//! memory mapping) holding jobs, their steps, and per-domain claims.
 //!
 //! Exactly-once lives here, in constraints rather than memory:
 //! `jobs UNIQUE(fingerprint, starts_at)` makes one alert one job whatever
@@ -11,7 +11,6 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 
 use super::alert::format_rfc3339;
 
@@ -59,6 +58,10 @@ CREATE TABLE IF NOT EXISTS claims (
     step_id       INTEGER NOT NULL UNIQUE,
     claimed       REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS probe (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    t             REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS steps_job ON steps (job_id);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 ";
@@ -74,98 +77,28 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A job to record.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub fingerprint: String,
-    pub starts_at: String,
-    pub starts_at_unix: f64,
-    pub host: String,
-    /// `alert` or `cli`.
-    pub origin: String,
-    pub dry_run: bool,
-}
+mod records;
+#[cfg(test)]
+mod tests;
 
-/// A step to record: a domain, where it goes, or why it cannot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewStep {
-    pub domain: String,
-    pub source: String,
-    pub memory_bytes: u64,
-    /// `Ok(target)` or `Err(reason it has no place)`.
-    pub target: Result<String, String>,
-}
-
-/// One job as the log and `GET /jobs/{id}` show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Job {
-    pub id: i64,
-    pub fingerprint: String,
-    pub starts_at: String,
-    #[serde(skip)]
-    pub starts_at_unix: f64,
-    pub host: String,
-    pub origin: String,
-    pub dry_run: bool,
-    pub state: String,
-    pub reason: String,
-    pub resolved: Option<String>,
-    pub first_start: Option<String>,
-    /// `first_start` as Unix seconds.
-    #[serde(skip)]
-    pub first_start_unix: Option<f64>,
-    pub created: String,
-    pub updated: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steps: Option<Vec<Step>>,
-}
-
-/// One step of a job.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub id: i64,
-    pub job_id: i64,
-    pub domain: String,
-    pub source: String,
-    pub target: Option<String>,
-    pub memory_bytes: u64,
-    pub state: String,
-    pub reason: String,
-    pub started: Option<String>,
-    pub ended: Option<String>,
-    pub duration_seconds: Option<f64>,
-    pub downtime_seconds: Option<f64>,
-    pub stderr_tail: String,
-    pub attempts: i64,
-    pub pid: Option<u32>,
-    pub pid_start: Option<String>,
-}
-
-/// The result of trying to claim a step's domain.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// Ours: the step is now `claimed`.
-    Claimed,
-    /// The step is no longer `planned` (cancelled by a resolve, or done).
-    NotPlanned(String),
-    /// Another job's step holds the domain.
-    HeldBy(i64),
-}
-
-/// How a step ended.
-#[derive(Debug, Clone, Default)]
-pub struct StepEnd {
-    /// `done`, `failed` or `cancelled`.
-    pub state: &'static str,
-    pub reason: String,
-    pub duration: Option<f64>,
-    pub downtime: Option<f64>,
-    pub stderr_tail: String,
-}
+pub use records::{Claim, Job, NewJob, NewStep, Step, StepEnd};
 
 /// The job log (one connection; callers serialise access).
 pub struct JobLog {
     conn: Connection,
+    /// The file it opened and that file's (device, inode), to notice it
+    /// removed or replaced under us (`None`: in memory).
+    file: Option<(std::path::PathBuf, (u64, u64))>,
+}
+
+/// A file's (device, inode); `None` when the path does not exist.
+pub fn file_id(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn ts(t: Option<f64>) -> Option<String> {
@@ -173,13 +106,26 @@ fn ts(t: Option<f64>) -> Option<String> {
 }
 
 impl JobLog {
-    /// Opens (creating) the database at `path`, in WAL mode.
+    /// Opens (creating) the database at `path`, with a rollback journal.
+    ///
+    /// Not WAL: WAL's index (`-shm`) is a shared memory mapping of a file, and
+    /// a write to it faults with SIGBUS — killing the process, no error to
+    /// handle — when the file cannot take it (made immutable, on ext4). With a
+    /// rollback journal and `mmap_size=0` every I/O is a read or write call,
+    /// so a full, read-only or immutable disk is an error code
+    /// ([`super::store`] turns it into a 503 and a retry). An existing WAL
+    /// log is converted on open.
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let mut l = Self::init(conn)?;
+        // After init: the file exists now (SQLite creates it lazily).
+        if let Ok(Some(id)) = file_id(path) {
+            l.file = Some((path.to_path_buf(), id));
+        }
+        Ok(l)
     }
 
     /// An in-memory log (tests, `--dry-run`).
@@ -189,10 +135,55 @@ impl JobLog {
 
     fn init(conn: Connection) -> rusqlite::Result<Self> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
+        if mode != "delete" && mode != "memory" {
+            log::warn!("the job log stays in journal mode {mode} (another process has it open?)");
+        }
+        conn.execute_batch("PRAGMA mmap_size=0; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(JobLog { conn })
+        Ok(JobLog { conn, file: None })
+    }
+
+    /// The file this log opened, and its (device, inode) then.
+    pub fn file(&self) -> Option<&(std::path::PathBuf, (u64, u64))> {
+        self.file.as_ref()
+    }
+
+    /// A real write that changes nothing else (one row of `probe`): succeeds
+    /// once the storage takes writes again.
+    pub fn probe(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO probe (id, t) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET t = ?1",
+            [now()],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the open database to `to` (`VACUUM INTO`;
+    /// it reads the file this connection opened, even if unlinked since).
+    pub fn copy_to(&self, to: &Path) -> rusqlite::Result<()> {
+        self.conn
+            .execute("VACUUM INTO ?1", [to.to_string_lossy().as_ref()])?;
+        Ok(())
+    }
+
+    /// Sets a job's reason only (its state stays): what a shutdown left.
+    pub fn set_job_reason(&mut self, id: i64, reason: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET reason = ?2, updated = ?3 WHERE id = ?1",
+            params![id, reason, now()],
+        )?;
+        Ok(())
+    }
+
+    /// A step's migration was killed at the end of a shutdown's grace period:
+    /// it stays `running` (the next start locates its domain), with why.
+    pub fn interrupt_step(&mut self, step: i64, reason: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE steps SET reason = ?2 WHERE id = ?1",
+            params![step, reason],
+        )?;
+        Ok(())
     }
 
     /// Records a job; `None` when this (fingerprint, startsAt) already has one.
@@ -372,6 +363,20 @@ impl JobLog {
         tx.commit()
     }
 
+    /// Puts a claimed step whose migration a shutdown kept from (re)starting
+    /// back to `planned`: the attempt it counted did not run; the claim goes.
+    pub fn release(&mut self, step: i64, reason: &str) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE steps SET state = 'planned', reason = ?2, pid = NULL, pid_start = NULL,
+                              attempts = MAX(attempts - 1, 0)
+             WHERE id = ?1",
+            params![step, reason],
+        )?;
+        tx.execute("DELETE FROM claims WHERE step_id = ?1", [step])?;
+        tx.commit()
+    }
+
     /// Cancels every planned step of a job; returns how many.
     pub fn cancel_planned(&mut self, job: i64, reason: &str) -> rusqlite::Result<usize> {
         self.conn.execute(
@@ -499,85 +504,5 @@ impl JobLog {
             })
         })?;
         rows.collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(fp: &str) -> NewJob {
-        NewJob {
-            fingerprint: fp.into(),
-            starts_at: "2024-01-01T00:00:00Z".into(),
-            starts_at_unix: 1_704_067_200.0,
-            host: "xen1".into(),
-            origin: "alert".into(),
-            dry_run: false,
-        }
-    }
-
-    fn step(d: &str) -> NewStep {
-        NewStep {
-            domain: d.into(),
-            source: "xen1".into(),
-            memory_bytes: 1,
-            target: Ok("xen2".into()),
-        }
-    }
-
-    #[test]
-    fn one_alert_is_one_job() {
-        let mut l = JobLog::in_memory().unwrap();
-        let a = l.insert_job(&job("f1")).unwrap();
-        assert!(a.is_some());
-        assert_eq!(l.insert_job(&job("f1")).unwrap(), None);
-        assert!(l.insert_job(&job("f2")).unwrap().is_some());
-    }
-
-    #[test]
-    fn a_domain_is_claimed_by_one_job_at_a_time() {
-        let mut l = JobLog::in_memory().unwrap();
-        let a = l.insert_job(&job("a")).unwrap().unwrap();
-        let b = l.insert_job(&job("b")).unwrap().unwrap();
-        l.add_steps(a, &[step("web1")]).unwrap();
-        l.add_steps(a, &[step("web1")]).unwrap(); // a re-plan adds nothing
-        l.add_steps(b, &[step("web1")]).unwrap();
-        let sa = l.steps(a).unwrap();
-        assert_eq!(sa.len(), 1);
-        let sb = l.steps(b).unwrap()[0].id;
-        assert_eq!(l.claim(sa[0].id).unwrap(), Claim::Claimed);
-        assert_eq!(l.claim(sb).unwrap(), Claim::HeldBy(a));
-        assert_eq!(
-            l.claim(sa[0].id).unwrap(),
-            Claim::NotPlanned("claimed".into())
-        );
-        l.finish_step(
-            sa[0].id,
-            &StepEnd {
-                state: "done",
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(l.claim(sb).unwrap(), Claim::Claimed);
-    }
-
-    #[test]
-    fn resolve_cancels_only_planned_steps() {
-        let mut l = JobLog::in_memory().unwrap();
-        let a = l.insert_job(&job("a")).unwrap().unwrap();
-        l.add_steps(a, &[step("d1"), step("d2")]).unwrap();
-        let s = l.steps(a).unwrap();
-        l.claim(s[0].id).unwrap();
-        l.mark_running(s[0].id, None).unwrap();
-        assert_eq!(
-            l.resolve("a", "2024-01-01T00:00:00Z").unwrap(),
-            Some((a, 1))
-        );
-        let s = l.steps(a).unwrap();
-        assert_eq!(s[0].state, "running");
-        assert_eq!(s[1].state, "cancelled");
-        assert!(l.is_resolved(a).unwrap());
     }
 }
