@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer};
 pub enum ValueError {
     #[error("invalid duration {0:?} (use e.g. 10ms, 1.5s, 1m30s)")]
     Duration(String),
+    #[error("duration {0:?} is too long (at most 365d)")]
+    DurationRange(String),
     #[error("invalid name {0:?}: must be 1 to 64 bytes")]
     NameLength(String),
     #[error("invalid name {0:?}: no spaces or control characters")]
@@ -77,7 +79,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
         total += n * mult;
         rest = &rest[unit_end..];
     }
-    Ok(Duration::from_secs_f64(total))
+    bounded_duration(total).ok_or_else(|| ValueError::DurationRange(s.to_string()))
+}
+
+/// Longest duration any setting takes (365 days): longer ones are errors,
+/// so nothing downstream overflows adding one to a clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// `secs` as a duration when it is finite, not negative and at most
+/// [`MAX_DURATION`] (never panics, unlike `Duration::from_secs_f64`).
+pub fn bounded_duration(secs: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
 
 /// A peer or host name: 1 to 64 bytes, no whitespace or control characters.
