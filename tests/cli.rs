@@ -233,7 +233,12 @@ fn run_bounded(args: &[&str], limit: std::time::Duration) -> (i32, String) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status.code().unwrap_or(-1), err)
 }
 
@@ -279,7 +284,13 @@ fn hostile_startup_inputs_are_one_clear_error_each_and_quick() {
     check("/dev/zero", r, "not a regular file (a character device)");
     let fifo = d.join("fifo");
     let _ = std::fs::remove_file(&fifo);
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let r = exporter(&["--config.file", fifo.to_str().unwrap()]);
     check("FIFO", r, "not a regular file (a FIFO)");
     let big = d.join("big.yml");

@@ -49,8 +49,15 @@ fn web_config(dir: &Path, tls: bool, extra: &str) -> PathBuf {
 
 fn make_cert(dir: &Path) {
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
         // A leaf, not a CA: the client trusts it directly.
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
@@ -59,7 +66,11 @@ fn make_cert(dir: &Path) {
         .arg(dir.join("cert.pem"))
         .output()
         .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install openssl"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn exporter(web: &Path) -> Running {
@@ -154,7 +165,11 @@ fn every_slow_connection_is_closed(
     reads_body: bool,
     tls: Option<&Path>,
 ) {
-    let body_floor = if reads_body { BODY.mul_f64(0.9) } else { Duration::ZERO };
+    let body_floor = if reads_body {
+        BODY.mul_f64(0.9)
+    } else {
+        Duration::ZERO
+    };
     let tag = if tls.is_some() { "TLS " } else { "" };
     // Idle: connected, nothing sent.
     let mut c = connect(addr, tls);
@@ -164,8 +179,13 @@ fn every_slow_connection_is_closed(
     // Partial head, then silence.
     let mut c = connect(addr, tls);
     let t = Instant::now();
-    c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n").unwrap();
-    assert_closed(&format!("{tag}partial head"), closed_after(&mut *c, t), HEAD);
+    c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    assert_closed(
+        &format!("{tag}partial head"),
+        closed_after(&mut *c, t),
+        HEAD,
+    );
 
     // Slow head: a byte every 50 ms makes progress, and is still cut.
     let mut c = connect(addr, tls);
@@ -180,7 +200,10 @@ fn every_slow_connection_is_closed(
         }
     }
     let took = t.elapsed();
-    assert!(took >= HEAD.mul_f64(0.9) && took < BOUND, "{tag}slow head: {took:?}");
+    assert!(
+        took >= HEAD.mul_f64(0.9) && took < BOUND,
+        "{tag}slow head: {took:?}"
+    );
 
     // A body announced longer than what arrives.
     let mut c = connect(addr, tls);
@@ -190,7 +213,10 @@ fn every_slow_connection_is_closed(
     c.write_all(head.as_bytes()).unwrap();
     let t = Instant::now();
     let took = closed_after(&mut *c, t);
-    assert!(took >= body_floor && took < BOUND, "{tag}short body: {took:?}");
+    assert!(
+        took >= body_floor && took < BOUND,
+        "{tag}short body: {took:?}"
+    );
 
     // A slow body: a byte every 50 ms.
     let mut c = connect(addr, tls);
@@ -201,21 +227,37 @@ fn every_slow_connection_is_closed(
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = t.elapsed();
-    assert!(took >= body_floor && took < BOUND, "{tag}slow body: {took:?}");
+    assert!(
+        took >= body_floor && took < BOUND,
+        "{tag}slow body: {took:?}"
+    );
 
     // Idle keep-alive: one answered request, then nothing.
     let mut c = connect(addr, tls);
-    c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     while !got.ends_with(b"OK\n") {
         let n = c.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the answer: {:?}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     let t = Instant::now();
-    assert_closed(&format!("{tag}idle keep-alive"), closed_after(&mut *c, t), IDLE);
+    assert_closed(
+        &format!("{tag}idle keep-alive"),
+        closed_after(&mut *c, t),
+        IDLE,
+    );
 }
 
 #[test]
@@ -254,7 +296,11 @@ fn behind_tls_too_and_a_handshake_that_never_ends() {
 #[test]
 fn oversized_heads_get_431_and_connections_over_the_cap_wait() {
     let d = tmp("caps");
-    let ex = exporter(&web_config(&d, false, "  max_connections: 2\n  max_header_bytes: 8192\n"));
+    let ex = exporter(&web_config(
+        &d,
+        false,
+        "  max_connections: 2\n  max_header_bytes: 8192\n",
+    ));
     let mut c = connect(&ex.addr, None);
     let big = format!(
         "GET /-/healthy HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
@@ -263,7 +309,11 @@ fn oversized_heads_get_431_and_connections_over_the_cap_wait() {
     let _ = c.write_all(big.as_bytes());
     let mut got = Vec::new();
     let _ = c.read_to_end(&mut got);
-    assert!(got.starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 
     // Two idle connections take both slots: a third is accepted by the
     // kernel but not served until one of them is closed (after IDLE).
@@ -279,7 +329,11 @@ fn oversized_heads_get_431_and_connections_over_the_cap_wait() {
     let mut got = Vec::new();
     third.read_to_end(&mut got).unwrap();
     let waited = opened.elapsed();
-    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
     // Served only once an idle one was closed: IDLE after those were opened.
     assert!(
         waited >= IDLE.mul_f64(0.5) && waited < BOUND,
@@ -310,14 +364,18 @@ fn two_hundred_large_partial_heads_do_not_grow_the_webhook() {
     for _ in 0..200 {
         let mut c = TcpStream::connect(&wh.addr).unwrap();
         c.set_write_timeout(Some(BOUND)).unwrap();
-        c.write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\nX-Big: ").unwrap();
+        c.write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            .unwrap();
         // The server may stop reading (and answer 431) part way.
         let _ = c.write_all(&chunk);
         conns.push(c);
     }
     let after = rss_kib(wh.child.id());
     let grown = after.saturating_sub(before);
-    assert!(grown < 40 * 1024, "RSS grew {grown} KiB ({before} -> {after})");
+    assert!(
+        grown < 40 * 1024,
+        "RSS grew {grown} KiB ({before} -> {after})"
+    );
     // And the webhook still answers.
     let (code, _) = support::http::request(&wh.addr, "GET", "/-/healthy", &[], b"");
     assert_eq!(code, 200);

@@ -142,7 +142,9 @@ mod tests {
     fn ordinary_files_pass() {
         let ok = "heartbeat:\n  peers:\n    - {name: h2, address: \"10.0.0.2:10026\"}  # [[[\n    - name: \"[[[[\"\n      address: x:1\nprobes: []\n";
         assert_eq!(check_depth(ok), Ok(()));
-        let nested = (0..60).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>();
+        let nested = (0..60)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect::<String>();
         assert_eq!(check_depth(&nested), Ok(()));
     }
 
@@ -155,7 +157,10 @@ mod tests {
         let e = read_text(&dir).unwrap_err();
         assert!(e.to_string().contains("directory"), "{e}");
         let fifo = dir.join("fifo");
-        let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let st = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(st.success());
         // Would block forever if it were opened.
         let e = read_text(&fifo).unwrap_err();

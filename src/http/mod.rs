@@ -40,7 +40,9 @@ struct App {
 pub enum TelemetryPathError {
     #[error("invalid telemetry path {0:?}: must start with \"/\" (e.g. /metrics)")]
     NoSlash(String),
-    #[error("invalid telemetry path {0:?}: it is the landing page or a health path (/, /-/healthy, /-/ready); use e.g. /metrics")]
+    #[error(
+        "invalid telemetry path {0:?}: it is the landing page or a health path (/, /-/healthy, /-/ready); use e.g. /metrics"
+    )]
     Taken(String),
     #[error("invalid telemetry path {0:?}: only letters, digits and - . _ ~ / (at most 256 bytes)")]
     Chars(String),

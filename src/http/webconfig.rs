@@ -409,7 +409,10 @@ mod tests {
         assert_eq!(l.read_header_timeout, std::time::Duration::from_secs(2));
         assert_eq!(l.idle_timeout, std::time::Duration::from_millis(500));
         assert_eq!(l.max_connections, 7);
-        assert_eq!((l.read_timeout, l.max_header_bytes), (d.read_timeout, d.max_header_bytes));
+        assert_eq!(
+            (l.read_timeout, l.max_header_bytes),
+            (d.read_timeout, d.max_header_bytes)
+        );
         std::fs::write(&f, "http_server_config:\n  max_header_bytes: 10\n").unwrap();
         let e = load(Some(&f)).err().unwrap().0;
         assert!(e[0].to_string().contains("out of range"), "{}", e[0]);

@@ -297,7 +297,10 @@ mod tests {
         ] {
             assert_eq!(parse_instant(bad), None, "{bad}");
         }
-        let mut a = alert("firing", &[("xentinel_action", "evacuate"), ("host", "xen1")]);
+        let mut a = alert(
+            "firing",
+            &[("xentinel_action", "evacuate"), ("host", "xen1")],
+        );
         a.starts_at = "2024-01-01T00:00:00+0é00".into();
         let e = classify(&a).unwrap_err().to_string();
         assert!(e.contains("is not an RFC 3339 time"), "{e}");
@@ -325,7 +328,10 @@ mod tests {
         ] {
             assert_eq!(parse_instant(s).unwrap().canonical(), s);
         }
-        let mut a = alert("firing", &[("xentinel_action", "evacuate"), ("host", "xen1")]);
+        let mut a = alert(
+            "firing",
+            &[("xentinel_action", "evacuate"), ("host", "xen1")],
+        );
         a.starts_at = "2024-05-01T14:00:00.500+02:00".into();
         let Ok(Intent::Evacuate(k)) = classify(&a) else {
             panic!("not an evacuation")

@@ -75,9 +75,7 @@ pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
         NumOrStr::U(n) => crate::config::bounded_duration(n as f64)
             .ok_or_else(|| de::Error::custom(format!("invalid duration {n} (at most 365 days)"))),
         NumOrStr::F(f) => crate::config::bounded_duration(f).ok_or_else(|| {
-            de::Error::custom(format!(
-                "invalid duration {f} (0 to 365 days, in seconds)"
-            ))
+            de::Error::custom(format!("invalid duration {f} (0 to 365 days, in seconds)"))
         }),
         NumOrStr::S(s) => parse_duration(&s).ok_or_else(|| {
             de::Error::custom(format!(

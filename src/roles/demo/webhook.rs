@@ -46,7 +46,10 @@ impl MadeToken {
 impl Drop for MadeToken {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_file(&self.0) {
-            log::warn!("cannot remove the demo's token file {}: {e}", self.0.display());
+            log::warn!(
+                "cannot remove the demo's token file {}: {e}",
+                self.0.display()
+            );
         }
     }
 }

@@ -574,7 +574,10 @@ mod tests {
         let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let to = p.a.local_addr();
         attacker.send_to(&forged, to).await.unwrap();
-        until(&p.a, "the forged ping refused", |s| s.rejected["replay"] >= 1).await;
+        until(&p.a, "the forged ping refused", |s| {
+            s.rejected["replay"] >= 1
+        })
+        .await;
         let before = p.b.stats().peers[0].received;
         // hB's genuine pings are answered again: 50 more answers and up.
         until(&p.b, "hA answering hB again", |s| {

@@ -324,7 +324,10 @@ mod tests {
             let mut w = ReplayWindow::default();
             assert!(w.accept(1_000, authenticated));
             let forged = w.accept(u64::MAX, authenticated);
-            assert_eq!(forged, authenticated, "only an authenticated jump is taken at once");
+            assert_eq!(
+                forged, authenticated,
+                "only an authenticated jump is taken at once"
+            );
             // The genuine stream is back within RESYNC pings and stays.
             let taken: Vec<bool> = (1_001..1_011).map(|s| w.accept(s, authenticated)).collect();
             let lost = taken.iter().take_while(|t| !**t).count();
@@ -345,7 +348,10 @@ mod tests {
         assert!(w.accept(9_000_002, false));
         assert!(w.accept(9_000_003, false));
         // Far jumps that do not form a stream never move the window.
-        for (i, s) in [u64::MAX, 1, u64::MAX / 2, 7, u64::MAX - 5_000].into_iter().enumerate() {
+        for (i, s) in [u64::MAX, 1, u64::MAX / 2, 7, u64::MAX - 5_000]
+            .into_iter()
+            .enumerate()
+        {
             assert!(!w.accept(s, false), "forgery {i}");
         }
         assert!(w.accept(9_000_004, false));
