@@ -46,6 +46,11 @@ fn kind(ft: std::fs::FileType) -> &'static str {
 /// a device such as `/dev/zero` or a directory is refused before it is
 /// opened (opening a FIFO would block), and checked again once open.
 pub fn read_text(path: &Path) -> Result<String, ReadError> {
+    String::from_utf8(read_bytes(path)?).map_err(|_| ReadError::NotUtf8)
+}
+
+/// [`read_text`] without the UTF-8 check (key files).
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
     let ft = std::fs::metadata(path)?.file_type();
     if !ft.is_file() {
         return Err(ReadError::NotRegular(kind(ft)));
@@ -60,7 +65,7 @@ pub fn read_text(path: &Path) -> Result<String, ReadError> {
     if buf.len() as u64 > MAX_FILE_BYTES {
         return Err(ReadError::TooLarge);
     }
-    String::from_utf8(buf).map_err(|_| ReadError::NotUtf8)
+    Ok(buf)
 }
 
 /// YAML nested too deep: where the limit was crossed (1-based line).

@@ -16,7 +16,7 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::ServerLimits;
+use super::serve::ServerLimits;
 use crate::config::{Bounded, ConfigError, ConfigErrors, Dur, V};
 
 /// `tls_server_config:` of the web configuration file.
