@@ -171,10 +171,14 @@ fn every_slow_connection_is_closed(
         Duration::ZERO
     };
     let tag = if tls.is_some() { "TLS " } else { "" };
-    // Idle: connected, nothing sent.
+    // Connected, nothing sent: the first head is due within HEAD (as in Go).
     let mut c = connect(addr, tls);
     let t = Instant::now();
-    assert_closed(&format!("{tag}idle"), closed_after(&mut *c, t), IDLE);
+    assert_closed(
+        &format!("{tag}silent new connection"),
+        closed_after(&mut *c, t),
+        HEAD,
+    );
 
     // Partial head, then silence.
     let mut c = connect(addr, tls);
@@ -315,11 +319,23 @@ fn oversized_heads_get_431_and_connections_over_the_cap_wait() {
         String::from_utf8_lossy(&got)
     );
 
-    // Two idle connections take both slots: a third is accepted by the
-    // kernel but not served until one of them is closed (after IDLE).
-    let _a = connect(&ex.addr, None);
-    let _b = connect(&ex.addr, None);
-    std::thread::sleep(Duration::from_millis(100));
+    // Two kept-alive connections take both slots: a third is accepted by
+    // the kernel but not served until one of them is closed (after IDLE).
+    let keep = |c: &mut Box<dyn Conn>| {
+        c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"OK\n") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    let mut a = connect(&ex.addr, None);
+    let mut b = connect(&ex.addr, None);
+    keep(&mut a);
+    keep(&mut b);
     let opened = Instant::now();
     let mut third = TcpStream::connect(&ex.addr).unwrap();
     third
@@ -370,10 +386,14 @@ fn two_hundred_large_partial_heads_do_not_grow_the_webhook() {
         let _ = c.write_all(&chunk);
         conns.push(c);
     }
+    // Let the server read what it will of them.
+    std::thread::sleep(Duration::from_secs(1));
     let after = rss_kib(wh.child.id());
     let grown = after.saturating_sub(before);
+    eprintln!("webhook RSS {before} -> {after} KiB with 200 partial heads of 390 KB");
+    // Measured (debug build): +80 MB before the fix, +0.6 MB after.
     assert!(
-        grown < 40 * 1024,
+        grown < 20 * 1024,
         "RSS grew {grown} KiB ({before} -> {after})"
     );
     // And the webhook still answers.

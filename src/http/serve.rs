@@ -1,7 +1,8 @@
 //! The one bounded serving loop of the exporter and the webhook: at most
 //! [`ServerLimits::max_connections`] connections at once (more wait in the
 //! kernel's accept queue), and every connection closed when it overstays one
-//! of its timeouts: the TLS handshake and a request's head
+//! of its timeouts: the TLS handshake, a new connection's first request head
+//! and any request head from its first byte
 //! ([`ServerLimits::read_header_timeout`]), a request's body
 //! ([`ServerLimits::read_timeout`]), the wait for the next request on a
 //! kept-alive connection, or a response the client stops reading
@@ -23,7 +24,8 @@ use tokio::sync::Semaphore;
 /// exporter behind one Prometheus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// TLS handshake, then each request head, from its first byte.
+    /// TLS handshake; a new connection's first request head (from the
+    /// accept, or the handshake); every later head from its first byte.
     pub read_header_timeout: Duration,
     /// Each request body, from the end of its head.
     pub read_timeout: Duration,
@@ -71,7 +73,9 @@ struct Conn {
 impl Conn {
     fn new() -> Arc<Conn> {
         Arc::new(Conn {
-            state: Mutex::new((Phase::Idle, Instant::now())),
+            // As Go's `http.Server`: a new connection's first request head
+            // is due within the head timeout from the accept.
+            state: Mutex::new((Phase::Head, Instant::now())),
         })
     }
 
@@ -313,7 +317,7 @@ pub(super) async fn serve_bounded(
                     let hs = tokio::time::timeout(limits.read_header_timeout, tls.accept(tcp));
                     match hs.await {
                         Ok(Ok(s)) => {
-                            conn.set(&[], Phase::Idle);
+                            conn.set(&[], Phase::Head);
                             connection(s, conn, router, limits, peer, stop).await
                         }
                         Ok(Err(e)) => log::debug!("TLS handshake with {peer} failed: {e}"),
