@@ -310,10 +310,14 @@ fn hostile_startup_inputs_are_one_clear_error_each_and_quick() {
         check("deep YAML", r, "nested deeper than 64 levels");
     }
     // A demo speed that would overflow (or stop) simulated time.
-    for speed in ["1e300", "nan", "-1", "inf"] {
-        let (code, err) = run_bounded(&["demo", "--speed", speed], limit);
+    for speed in ["1e300", "nan", "-1", "inf", "0"] {
+        let arg = format!("--speed={speed}");
+        let (code, err) = run_bounded(&["demo", &arg], limit);
         assert_eq!(code, 2, "--speed {speed}: {err}");
-        assert!(err.contains("out of range") || err.contains("not a number"), "{err}");
+        assert!(
+            err.contains("out of range") || err.contains("not a number"),
+            "{err}"
+        );
     }
     // The web config file goes through the same reader.
     let r = exporter(&["--web.config.file", "/dev/zero"]);
