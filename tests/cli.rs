@@ -218,3 +218,116 @@ fn help_texts_match_their_snapshots() {
         diffs.join("\n")
     );
 }
+
+/// Runs the binary, killing it (and failing) if it has not exited within `limit`.
+fn run_bounded(args: &[&str], limit: std::time::Duration) -> (i32, String) {
+    use std::io::Read;
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run xentinel");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("xentinel {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+/// Issue 15, finding 10: each of these panicked, aborted on allocation, read
+/// until memory ran out, blocked forever, or took seconds to minutes.
+#[test]
+fn hostile_startup_inputs_are_one_clear_error_each_and_quick() {
+    let d = tmp("hostile");
+    let limit = std::time::Duration::from_secs(20);
+    let exporter = |extra: &[&str]| -> (i32, String) {
+        let mut a = vec![
+            "exporter",
+            "--source",
+            "sim",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ];
+        a.extend_from_slice(extra);
+        run_bounded(&a, limit)
+    };
+    let check = |what: &str, (code, err): (i32, String), want: &str| {
+        assert_eq!(code, 1, "{what}: {err}");
+        assert!(err.contains(want), "{what}: want {want:?} in {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    };
+    for dur in [
+        "18446744073709551616s",
+        "99999999999999999999999999h",
+        "400d",
+    ] {
+        let f = d.join("dur.yml");
+        std::fs::write(&f, format!("exporter:\n  source_timeout: {dur}\n")).unwrap();
+        let r = exporter(&["--config.file", f.to_str().unwrap()]);
+        check(dur, r, "is too long (at most 365d)");
+    }
+    for path in ["/", "nometrics", "/-/healthy", "/-/ready/", "/{x}"] {
+        let r = exporter(&["--web.telemetry-path", path]);
+        check(path, r, "invalid telemetry path");
+    }
+    let r = exporter(&["--sim.domains", "99999999999"]);
+    check("--sim.domains", r, "at most 100000 domains");
+    let r = exporter(&["--config.file", "/dev/zero"]);
+    check("/dev/zero", r, "not a regular file (a character device)");
+    let fifo = d.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let r = exporter(&["--config.file", fifo.to_str().unwrap()]);
+    check("FIFO", r, "not a regular file (a FIFO)");
+    let big = d.join("big.yml");
+    std::fs::write(&big, "#".repeat(2 << 20)).unwrap();
+    let r = exporter(&["--config.file", big.to_str().unwrap()]);
+    check("2 MiB", r, "larger than 1048576 bytes");
+    let deep = d.join("deep.yml");
+    for text in [
+        "exporter: ".to_string() + &"[".repeat(100_000),
+        // 1,000 levels of block mappings (500 KB: under the size cap).
+        (0..1_000)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect::<String>(),
+    ] {
+        std::fs::write(&deep, text).unwrap();
+        let r = exporter(&["--config.file", deep.to_str().unwrap()]);
+        check("deep YAML", r, "nested deeper than 64 levels");
+    }
+    // A demo speed that would overflow (or stop) simulated time.
+    for speed in ["1e300", "nan", "-1", "inf", "0"] {
+        let arg = format!("--speed={speed}");
+        let (code, err) = run_bounded(&["demo", &arg], limit);
+        assert_eq!(code, 2, "--speed {speed}: {err}");
+        assert!(
+            err.contains("out of range") || err.contains("not a number"),
+            "{err}"
+        );
+    }
+    // The web config file goes through the same reader.
+    let r = exporter(&["--web.config.file", "/dev/zero"]);
+    check("web config /dev/zero", r, "not a regular file");
+}

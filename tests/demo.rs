@@ -153,3 +153,44 @@ fn demo_serves_every_host_and_follows_a_migration() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Issue 15, finding 11: the token the demo makes is 0600 and gone when it exits.
+#[test]
+fn demo_webhook_token_is_private_and_removed_on_exit() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::PermissionsExt;
+    let base = 40000 + (std::process::id() % 10000) as u16;
+    let hook = support::http::free_port();
+    let mut child = Command::new(bin())
+        .args(["demo", "--stack", "off", "--webhook", "--base-port"])
+        .arg(base.to_string())
+        .arg("--webhook.listen-address")
+        .arg(format!("127.0.0.1:{hook}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let guard = Running {
+        child,
+        addr: String::new(),
+    };
+    // Kept open until the demo is gone: it prints on.
+    let mut reader = std::io::BufReader::new(out);
+    let mut token = None;
+    let mut line = String::new();
+    while token.is_none() && reader.read_line(&mut line).unwrap() > 0 {
+        if let Some(p) = line.trim_end().strip_prefix("webhook bearer token file: ") {
+            token = Some(std::path::PathBuf::from(p));
+        }
+        line.clear();
+    }
+    let token = token.expect("the demo prints its token file");
+    let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", token.display());
+    wait_for_port(&format!("127.0.0.1:{hook}"), Duration::from_secs(20));
+    // SIGTERM, then wait for it to exit (the guard's drop).
+    drop(guard);
+    drop(reader);
+    assert!(!token.exists(), "{} left behind", token.display());
+}

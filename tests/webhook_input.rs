@@ -170,3 +170,42 @@ fn other_alerts_are_200_and_counted_as_ignored() {
     );
     assert_eq!(code, 404);
 }
+
+#[test]
+fn multi_byte_starts_at_offset_is_400_and_counted() {
+    // Issue 15, finding 1: these offsets panicked the handler (empty reply, not counted).
+    let (st, wh) = setup("multibyte");
+    for starts in ["2024-01-01T00:00:00+0é00", "2024-01-01T00:00:00+€00"] {
+        let a = alert("f", "firing", "xen1", starts);
+        let (code, v) = wh.post(&payload("firing", vec![a]));
+        assert_eq!(code, 400, "{starts}: {v}");
+        assert!(error_of(&v).contains("is not an RFC 3339 time"), "{v}");
+    }
+    assert_nothing_changed(&st, &wh);
+    assert_eq!(
+        wh.metric("xentinel_webhook_requests_total{code=\"400\"}"),
+        2.0
+    );
+}
+
+#[test]
+fn one_instant_written_four_ways_is_one_job() {
+    // Issue 15, finding 2: the same instant spelled four ways made four jobs.
+    let (_st, wh) = setup("oneinstant");
+    let spellings = [
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T01:00:00+01:00",
+        "2023-12-31T19:30:00.000-04:30",
+        "2024-01-01t00:00:00.0z",
+    ];
+    let mut ids = vec![];
+    for (i, starts) in spellings.iter().enumerate() {
+        let a = alert("same-fp", "firing", "xen1", starts);
+        let (code, v) = wh.post(&payload("firing", vec![a]));
+        assert_eq!(code, 200, "{starts}: {v}");
+        let key = if i == 0 { "accepted" } else { "duplicates" };
+        ids.push(v[key][0]["job"].as_i64().unwrap_or_else(|| panic!("{v}")));
+    }
+    assert!(ids.iter().all(|&id| id == ids[0]), "{ids:?}");
+    assert_eq!(wh.jobs().len(), 1, "{:?}", wh.jobs());
+}

@@ -22,13 +22,13 @@ pub fn load_yaml<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T
         return Ok(T::default());
     };
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = super::read::read_text(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: name.clone(),
             line: 0,
             column: 0,
             field: "-".into(),
-            message: format!("cannot read: {e}"),
+            message: e.to_string(),
         }])
     })?;
     parse_yaml(&text, &name)
@@ -126,6 +126,15 @@ pub fn parse_checked<T: DeserializeOwned + Default>(
     file: &str,
     check: impl FnOnce(&T) -> Vec<ConfigError>,
 ) -> Result<T, ConfigErrors> {
+    if let Err(e) = super::read::check_depth(text) {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: file.into(),
+            line: e.line,
+            column: 0,
+            field: "-".into(),
+            message: e.to_string(),
+        }]));
+    }
     leaf::begin();
     let mut unknown = Vec::new();
     let de = serde_yaml_ng::Deserializer::from_str(text);

@@ -15,15 +15,18 @@
 pub mod errors;
 pub mod leaf;
 pub mod load;
+pub mod read;
 pub mod sections;
 pub mod values;
 
 pub use errors::{ConfigError, ConfigErrors};
 pub use leaf::V;
 pub use load::{check_peers, load, load_str, load_yaml, parse_checked, parse_yaml};
+pub use read::{MAX_DEPTH, MAX_FILE_BYTES, ReadError, TooDeep, check_depth, read_bytes, read_text};
 pub use sections::*;
 pub use values::{
-    Bounded, Dur, HostPort, Interval, ListenAddr, Name, ProbeTarget, ValueError, parse_duration,
+    Bounded, Dur, HostPort, Interval, ListenAddr, MAX_DURATION, Name, ProbeTarget, ValueError,
+    bounded_duration, parse_duration,
 };
 
 #[cfg(test)]

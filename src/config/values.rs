@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer};
 pub enum ValueError {
     #[error("invalid duration {0:?} (use e.g. 10ms, 1.5s, 1m30s)")]
     Duration(String),
+    #[error("duration {0:?} is too long (at most 365d)")]
+    DurationRange(String),
     #[error("invalid name {0:?}: must be 1 to 64 bytes")]
     NameLength(String),
     #[error("invalid name {0:?}: no spaces or control characters")]
@@ -55,29 +57,64 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     if rest.is_empty() {
         return Err(bad());
     }
-    let mut total = 0f64;
+    // Exact decimal arithmetic in nanoseconds (no float rounding), saturating.
+    let mut total: u128 = 0;
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(bad)?;
-        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        let (int, frac) = rest[..num_end]
+            .split_once('.')
+            .unwrap_or((&rest[..num_end], ""));
+        if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
+            return Err(bad());
+        }
         rest = &rest[num_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
+        let unit_ns: u128 = match &rest[..unit_end] {
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
             _ => return Err(bad()),
         };
-        total += n * mult;
+        let digits = |t: &str| {
+            t.bytes().try_fold(0u128, |a, c| {
+                a.checked_mul(10)?.checked_add(u128::from(c - b'0'))
+            })
+        };
+        // Past 39 digits the value is far beyond the limit anyway; fraction
+        // digits past 18 are below a nanosecond.
+        let int_v = digits(int).unwrap_or(u128::MAX);
+        let frac = &frac[..frac.len().min(18)];
+        let frac_v = digits(frac).unwrap_or(0);
+        let frac_ns = frac_v.saturating_mul(unit_ns) / 10u128.pow(frac.len() as u32);
+        total = total
+            .saturating_add(int_v.saturating_mul(unit_ns))
+            .saturating_add(frac_ns);
         rest = &rest[unit_end..];
     }
-    Ok(Duration::from_secs_f64(total))
+    u64::try_from(total)
+        .ok()
+        .map(Duration::from_nanos)
+        .filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| ValueError::DurationRange(s.to_string()))
+}
+
+/// Longest duration any setting takes (365 days): longer ones are errors,
+/// so nothing downstream overflows adding one to a clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// `secs` as a duration when it is finite, not negative and at most
+/// [`MAX_DURATION`] (never panics, unlike `Duration::from_secs_f64`).
+pub fn bounded_duration(secs: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX_DURATION)
 }
 
 /// A peer or host name: 1 to 64 bytes, no whitespace or control characters.

@@ -2,9 +2,13 @@
 //! page at `/` and `/-/healthy`, with the TLS and basic auth of
 //! [`webconfig`]; [`serve`] also serves the webhook's router. This layer only
 //! renders; it never collects anything itself beyond asking the collector
-//! for a snapshot.
+//! for a snapshot. Both servers go through one bounded serving loop
+//! (`serve.rs`: connection cap and timeouts).
 
+mod serve;
 pub mod webconfig;
+
+pub use serve::{MIN_HEADER_BYTES, ServerLimits};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,7 +35,40 @@ struct App {
     title: String,
 }
 
-/// The exporter's router.
+/// A `--web.telemetry-path` that cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TelemetryPathError {
+    #[error("invalid telemetry path {0:?}: must start with \"/\" (e.g. /metrics)")]
+    NoSlash(String),
+    #[error(
+        "invalid telemetry path {0:?}: it is the landing page or a health path (/, /-/healthy, /-/ready); use e.g. /metrics"
+    )]
+    Taken(String),
+    #[error("invalid telemetry path {0:?}: only letters, digits and - . _ ~ / (at most 256 bytes)")]
+    Chars(String),
+}
+
+/// Checks a telemetry path before anything is served: it starts with `/`,
+/// is not `/`, `/-/healthy` or `/-/ready`, and holds only unreserved URL
+/// characters (no route captures such as `{x}` or `*x`).
+pub fn check_telemetry_path(p: &str) -> Result<(), TelemetryPathError> {
+    if !p.starts_with('/') {
+        return Err(TelemetryPathError::NoSlash(p.into()));
+    }
+    if p.len() > 256
+        || !p
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._~/".contains(&c))
+    {
+        return Err(TelemetryPathError::Chars(p.into()));
+    }
+    if matches!(p.trim_end_matches('/'), "" | "/-/healthy" | "/-/ready") {
+        return Err(TelemetryPathError::Taken(p.into()));
+    }
+    Ok(())
+}
+
+/// The exporter's router; `telemetry_path` must pass [`check_telemetry_path`].
 pub fn router(collector: Arc<Collector>, telemetry_path: &str, title: &str) -> Router {
     let app = Arc::new(App {
         collector,
@@ -124,8 +161,9 @@ pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, BindError> {
         })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, with the TLS and
-/// basic auth of `sec` (the `--web.config.file`) when it has them.
+/// Serves `router` on `listener` until `shutdown` resolves, with the TLS,
+/// basic auth and connection limits of `sec` (the `--web.config.file`);
+/// every connection is bounded (see [`ServerLimits`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -140,8 +178,9 @@ pub async fn serve(
                     let hdr = req
                         .headers()
                         .get(header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok());
-                    if auth.check(hdr) {
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    if auth.check(hdr.as_deref()).await {
                         next.run(req).await
                     } else {
                         (
@@ -156,43 +195,5 @@ pub async fn serve(
         )),
         None => router,
     };
-    let Some(tls) = sec.tls else {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        return Ok(());
-    };
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    log::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let tls = tls.clone();
-        let svc = hyper_util::service::TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(tcp))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return log::debug!("TLS handshake with {peer} failed: {e}"),
-                    Err(_) => return log::debug!("TLS handshake with {peer} timed out"),
-                };
-            let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, svc)
-                .await
-            {
-                log::debug!("connection from {peer}: {e}");
-            }
-        });
-    }
+    serve::serve_bounded(listener, router, sec.tls, sec.limits, shutdown).await
 }

@@ -53,7 +53,7 @@ pub struct Alert {
 /// What one alert asks of the webhook.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Intent {
-    /// Firing: evacuate `host`. One job per (fingerprint, starts_at).
+    /// Firing: evacuate `host`. One job per (fingerprint, instant of startsAt).
     Evacuate(AlertKey),
     /// Resolved: cancel what has not started for this alert.
     Resolve(AlertKey),
@@ -65,7 +65,9 @@ pub enum Intent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertKey {
     pub fingerprint: String,
-    /// `startsAt` exactly as sent (the dedupe key).
+    /// `startsAt` in its one canonical spelling ([`Instant3339::canonical`]):
+    /// with the fingerprint, the dedupe key, so one instant written four ways
+    /// is one job.
     pub starts_at: String,
     /// `startsAt` as Unix seconds.
     pub starts_at_unix: f64,
@@ -118,14 +120,14 @@ pub fn classify(a: &Alert) -> Result<Intent, AlertError> {
     if a.fingerprint.is_empty() {
         return Err(AlertError::NoFingerprint(host.clone()));
     }
-    let starts_at_unix = parse_rfc3339(&a.starts_at).ok_or_else(|| AlertError::StartsAt {
+    let instant = parse_instant(&a.starts_at).ok_or_else(|| AlertError::StartsAt {
         fingerprint: a.fingerprint.clone(),
         starts_at: a.starts_at.clone(),
     })?;
     let key = AlertKey {
         fingerprint: a.fingerprint.clone(),
-        starts_at: a.starts_at.clone(),
-        starts_at_unix,
+        starts_at: instant.canonical(),
+        starts_at_unix: instant.unix(),
         host: host.clone(),
     };
     match a.status.as_str() {
@@ -138,52 +140,102 @@ pub fn classify(a: &Alert) -> Result<Intent, AlertError> {
     }
 }
 
+/// An instant parsed from RFC 3339: Unix seconds and nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant3339 {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Instant3339 {
+    /// Unix seconds as a float (sub-microsecond precision is lost).
+    pub fn unix(self) -> f64 {
+        self.secs as f64 + f64::from(self.nanos) / 1e9
+    }
+
+    /// The one spelling of this instant: UTC, `Z`, and the fraction without
+    /// trailing zeros (none when whole), as Go's `time.RFC3339Nano` writes it
+    /// in UTC, which is what Alertmanager sends, so its own `startsAt` values
+    /// keep their spelling.
+    pub fn canonical(self) -> String {
+        let base = crate::log::rfc3339(self.secs, 0);
+        let base = base.strip_suffix(".000Z").unwrap_or(&base);
+        if self.nanos == 0 {
+            format!("{base}Z")
+        } else {
+            let frac = format!("{:09}", self.nanos);
+            format!("{base}.{}Z", frac.trim_end_matches('0'))
+        }
+    }
+}
+
 /// Parses `2024-05-01T12:00:00.123Z` or `...+02:00` into Unix seconds.
 pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    parse_instant(s).map(Instant3339::unix)
+}
+
+/// Parses RFC 3339 (`2024-05-01T12:00:00.123456789Z`, `...+02:00`; `t`, `z`
+/// and a space separator accepted) into an instant. Works on bytes and
+/// checks every one, so any text (multi-byte characters included) gives
+/// `None` or an instant, never a panic; at most 9 fraction digits.
+pub fn parse_instant(s: &str) -> Option<Instant3339> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
+    let digits = |from: usize, n: usize| -> Option<i64> {
+        let t = b.get(from..from + n)?;
+        t.iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
     };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let at = |i: usize, ok: &[u8]| b.get(i).is_some_and(|c| ok.contains(c));
+    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt ") && at(13, b":") && at(16, b":")) {
         return None;
     }
-    let mut rest = &s[19..];
-    let mut frac = 0.0;
-    if let Some(r) = rest.strip_prefix('.') {
-        let n = r.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
+    let (y, mo, d) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (h, mi, sec) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) {
+        return None;
+    }
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if at(i, b".") {
+        i += 1;
+        let n = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
             return None;
         }
-        frac = format!("0.{}", &r[..n]).parse().ok()?;
-        rest = &r[n..];
+        let f = u32::try_from(digits(i, n)?).ok()?;
+        nanos = f * 10u32.pow(9 - n as u32);
+        i += n;
     }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (num_str(&o[1..3])? * 3600 + num_str(&o[4..6])? * 60)
+    let offset = match b.get(i..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (oh, om) = (digits(i + 1, 2)?, digits(i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let sign = if *sign == b'-' { -1 } else { 1 };
+            sign * (oh * 3600 + om * 60)
         }
         _ => return None,
     };
     let days = days_from_civil(y, mo, d);
-    Some((days * 86400 + h * 3600 + mi * 60 + sec - offset) as f64 + frac)
+    Some(Instant3339 {
+        secs: days * 86400 + h * 3600 + mi * 60 + sec - offset,
+        nanos,
+    })
 }
 
-fn num_str(s: &str) -> Option<i64> {
-    s.bytes()
-        .all(|c| c.is_ascii_digit())
-        .then(|| s.parse().ok())?
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -226,6 +278,66 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn multi_byte_offsets_and_odd_lengths_are_rejected_not_panics() {
+        // Issue 15, finding 1: these panicked with "byte index 3 is not a char boundary".
+        for bad in [
+            "2024-01-01T00:00:00+0é00",
+            "2024-01-01T00:00:00+€00",
+            "2024-01-01T00:00:00.€Z",
+            "2024-01-01T00:00:00é",
+            "2024-01-01T00:00:€0Z",
+            "€€€€€€€€€€€€€€€€€€€€",
+            "2024-01-01T00:00:00+01:00x",
+            "2024-01-01T00:00:00+24:00",
+            "2024-02-30T00:00:00Z",
+            "2024-01-01T00:00:00.1234567890Z",
+        ] {
+            assert_eq!(parse_instant(bad), None, "{bad}");
+        }
+        let mut a = alert(
+            "firing",
+            &[("xentinel_action", "evacuate"), ("host", "xen1")],
+        );
+        a.starts_at = "2024-01-01T00:00:00+0é00".into();
+        let e = classify(&a).unwrap_err().to_string();
+        assert!(e.contains("is not an RFC 3339 time"), "{e}");
+    }
+
+    #[test]
+    fn one_instant_has_one_canonical_spelling() {
+        // Issue 15, finding 2: four spellings of one instant made four jobs.
+        let spellings = [
+            "2024-05-01T12:00:00.5Z",
+            "2024-05-01T14:00:00.500+02:00",
+            "2024-05-01t07:30:00.500000000-04:30",
+            "2024-05-01 12:00:00.50z",
+        ];
+        for s in spellings {
+            let i = parse_instant(s).unwrap();
+            assert_eq!(i.canonical(), "2024-05-01T12:00:00.5Z", "{s}");
+        }
+        // What Alertmanager sends (Go's RFC3339Nano in UTC) keeps its spelling,
+        // so job logs written before this change still match.
+        for s in [
+            "2024-05-01T12:00:00Z",
+            "2024-05-01T12:00:00.123456789Z",
+            "1999-12-31T23:59:59.01Z",
+        ] {
+            assert_eq!(parse_instant(s).unwrap().canonical(), s);
+        }
+        let mut a = alert(
+            "firing",
+            &[("xentinel_action", "evacuate"), ("host", "xen1")],
+        );
+        a.starts_at = "2024-05-01T14:00:00.500+02:00".into();
+        let Ok(Intent::Evacuate(k)) = classify(&a) else {
+            panic!("not an evacuation")
+        };
+        assert_eq!(k.starts_at, "2024-05-01T12:00:00.5Z");
+        assert_eq!(k.starts_at_unix, 1_714_564_800.5);
     }
 
     fn alert(status: &str, labels: &[(&str, &str)]) -> Alert {

@@ -191,6 +191,15 @@ pub fn apply_flags(cfg: &mut Config, args: &ExporterArgs) -> anyhow::Result<()> 
 
 /// Runs the exporter.
 pub async fn run(args: ExporterArgs) -> anyhow::Result<()> {
+    http::check_telemetry_path(&args.telemetry_path)?;
+    if let Some(n) = args.sim_domains
+        && n > crate::sim::spec::MAX_DOMAINS
+    {
+        anyhow::bail!(
+            "--sim.domains {n}: at most {} domains",
+            crate::sim::spec::MAX_DOMAINS
+        );
+    }
     let mut cfg = config::load(args.config_file.as_deref())?;
     apply_flags(&mut cfg, &args)?;
     let sec = crate::http::webconfig::load(args.web_config_file.as_deref())?;

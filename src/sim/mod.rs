@@ -110,10 +110,19 @@ impl YamlError {
         }
     }
 
-    pub(crate) fn io(origin: &str, e: std::io::Error) -> Self {
+    pub(crate) fn io(origin: &str, e: impl std::fmt::Display) -> Self {
         YamlError {
             origin: origin.to_string(),
             line: 0,
+            column: 0,
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) fn depth(origin: &str, e: crate::config::TooDeep) -> Self {
+        YamlError {
+            origin: origin.to_string(),
+            line: e.line,
             column: 0,
             message: e.to_string(),
         }

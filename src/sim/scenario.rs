@@ -162,6 +162,7 @@ impl Scenario {
     /// Parses a YAML list of events; `origin` (usually the file name)
     /// prefixes errors, which carry line, column and the offending field.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, YamlError> {
+        crate::config::check_depth(text).map_err(|e| YamlError::depth(origin, e))?;
         let mut events: Vec<Event> =
             serde_yaml_ng::from_str(text).map_err(|e| YamlError::from_serde(origin, e))?;
         events.sort_by_key(|e| e.at); // stable: same-time events keep file order
@@ -171,7 +172,7 @@ impl Scenario {
     /// Reads and parses a scenario file.
     pub fn load(path: &Path) -> Result<Self, YamlError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| YamlError::io(&origin, e))?;
+        let text = crate::config::read_text(path).map_err(|e| YamlError::io(&origin, e))?;
         Self::from_yaml_str(&text, &origin)
     }
 

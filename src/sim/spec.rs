@@ -13,6 +13,12 @@ use super::{SimError, YamlError};
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
+
+/// Most domains a modelled cluster takes (`--sim.domains`, scenario files).
+pub const MAX_DOMAINS: usize = 100_000;
+/// Most vCPUs of one modelled domain or dom0 (each is a counter in memory).
+pub const MAX_VCPUS: u32 = 4096;
+
 /// 1 Gbit/s in bytes/s.
 const GBIT: u64 = 125_000_000;
 
@@ -178,13 +184,14 @@ fn default_reserved() -> u64 {
 impl ClusterSpec {
     /// Parses YAML; `origin` (usually the file name) prefixes errors.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, YamlError> {
+        crate::config::check_depth(text).map_err(|e| YamlError::depth(origin, e))?;
         serde_yaml_ng::from_str(text).map_err(|e| YamlError::from_serde(origin, e))
     }
 
     /// Reads and parses a YAML file.
     pub fn load(path: &Path) -> Result<Self, YamlError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| YamlError::io(&origin, e))?;
+        let text = crate::config::read_text(path).map_err(|e| YamlError::io(&origin, e))?;
         Self::from_yaml_str(&text, &origin)
     }
 
@@ -192,10 +199,16 @@ impl ClusterSpec {
     /// host can hold its domains.
     pub fn validate(&self) -> Result<(), SimError> {
         let bad = |m: String| Err(SimError::InvalidSpec(m));
+        if self.domains.len() > MAX_DOMAINS {
+            return bad(format!("at most {MAX_DOMAINS} domains"));
+        }
         let mut hosts = BTreeSet::new();
         for h in &self.hosts {
             if !hosts.insert(h.name.as_str()) {
                 return bad(format!("host {:?} appears twice", h.name));
+            }
+            if h.dom0_vcpus > MAX_VCPUS {
+                return bad(format!("host {:?}: at most {MAX_VCPUS} dom0 vCPUs", h.name));
             }
             if h.cpus == 0 || h.migration_bandwidth == 0 || h.memory_bytes <= h.dom0_memory_bytes {
                 return bad(format!(
@@ -217,6 +230,9 @@ impl ClusterSpec {
                     "domain {:?} is on unknown host {:?}",
                     d.name, d.host
                 ));
+            }
+            if d.vcpus > MAX_VCPUS {
+                return bad(format!("domain {:?}: at most {MAX_VCPUS} vCPUs", d.name));
             }
             if d.vcpus == 0 || d.memory_bytes == 0 {
                 return bad(format!("domain {:?} needs vcpus and memory", d.name));
@@ -255,6 +271,8 @@ impl ClusterSpec {
     /// and the host is big enough for all of them without CPU contention.
     /// Workloads vary a little with the index so counters differ.
     pub fn one_host(host: &str, n: usize) -> Self {
+        // More than the limit makes no more than it plus one, which `validate` refuses.
+        let n = n.min(MAX_DOMAINS + 1);
         let dom_mem = 512 * MIB;
         let domains: Vec<DomainSpec> = (0..n)
             .map(|i| DomainSpec {

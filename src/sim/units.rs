@@ -12,7 +12,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return crate::config::bounded_duration(secs);
     }
     let mut total = 0.0;
     let mut rest = s;
@@ -35,7 +35,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         rest = &rest[unit_end..];
         total += num * scale;
     }
-    Some(Duration::from_secs_f64(total))
+    crate::config::bounded_duration(total)
 }
 
 /// Parses `4096`, `256MiB`, `1GiB`, `100MB`, `64KiB`, `1.5GiB`.
@@ -72,12 +72,14 @@ enum NumOrStr {
 /// serde `deserialize_with` for a duration written as text or seconds.
 pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match NumOrStr::deserialize(d)? {
-        NumOrStr::U(n) => Ok(Duration::from_secs(n)),
-        NumOrStr::F(f) if f.is_finite() && f >= 0.0 => Ok(Duration::from_secs_f64(f)),
-        NumOrStr::F(f) => Err(de::Error::custom(format!("invalid duration {f}"))),
+        NumOrStr::U(n) => crate::config::bounded_duration(n as f64)
+            .ok_or_else(|| de::Error::custom(format!("invalid duration {n} (at most 365 days)"))),
+        NumOrStr::F(f) => crate::config::bounded_duration(f).ok_or_else(|| {
+            de::Error::custom(format!("invalid duration {f} (0 to 365 days, in seconds)"))
+        }),
         NumOrStr::S(s) => parse_duration(&s).ok_or_else(|| {
             de::Error::custom(format!(
-                "invalid duration {s:?} (expected e.g. 30s, 1m30s, 500ms, 2h)"
+                "invalid duration {s:?} (expected e.g. 30s, 1m30s, 500ms, 2h; at most 365 days)"
             ))
         }),
     }

@@ -65,7 +65,7 @@ pub struct DemoArgs {
     pub base_port: u16,
 
     /// Simulated seconds per real second.
-    #[arg(long = "speed", default_value_t = 1.0)]
+    #[arg(long = "speed", default_value_t = 1.0, value_parser = parse_speed)]
     pub speed: f64,
 
     /// Also run the migration webhook in this process, on the modelled cluster (sim executor).
@@ -185,6 +185,17 @@ fn start_meshes(
 }
 
 /// Runs the demo until Ctrl-C.
+/// `--speed`: a finite factor from 0.001 to 10,000 (anything else would
+/// make a tick of simulated time overflow or stand still).
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && (0.001..=10_000.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is out of range 0.001..10000"))
+    }
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cluster = match &args.cluster {
         Some(p) => {

@@ -1,5 +1,6 @@
 //! `xentinel demo --webhook`: the migration webhook in the demo's process, on
-//! its cluster, with a fresh token and job log in a temporary directory.
+//! its cluster, with a fresh token and job log in a temporary directory
+//! (mode 0700; the token file 0600, removed when the demo ends).
 
 use std::path::PathBuf;
 
@@ -18,6 +19,39 @@ pub struct DemoWebhook {
     pub token_file: Option<PathBuf>,
     /// Its SQLite job log.
     pub db_path: PathBuf,
+    /// Removes a token file the demo made when the last copy is dropped.
+    _made_token: Option<std::sync::Arc<MadeToken>>,
+}
+
+/// A token file the demo wrote (mode 0600): removed when the demo ends.
+#[derive(Debug)]
+struct MadeToken(PathBuf);
+
+impl MadeToken {
+    fn write(path: PathBuf, token: &str) -> std::io::Result<MadeToken> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // A stale file of an earlier run with this pid may be anybody's: replace it.
+        let _ = std::fs::remove_file(&path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(token.as_bytes())?;
+        Ok(MadeToken(path))
+    }
+}
+
+impl Drop for MadeToken {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            log::warn!(
+                "cannot remove the demo's token file {}: {e}",
+                self.0.display()
+            );
+        }
+    }
 }
 
 fn random_token() -> anyhow::Result<String> {
@@ -42,14 +76,22 @@ pub async fn spawn(
     prometheus_url: Option<String>,
 ) -> anyhow::Result<DemoWebhook> {
     let dir = std::env::temp_dir().join(format!("xentinel-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+    }
+    let mut made = None;
     let (token, token_file) = if a.insecure_no_auth {
         (None, None)
     } else if let Some(p) = a.token_file {
         (Some(read_token(p)?), Some(p.to_path_buf()))
     } else {
         let p = dir.join("webhook.token");
-        std::fs::write(&p, random_token()? + "\n")?;
+        let m = MadeToken::write(p.clone(), &(random_token()? + "\n"))?;
+        made = Some(std::sync::Arc::new(m));
         println!("webhook bearer token file: {}", p.display());
         (Some(read_token(&p)?), Some(p))
     };
@@ -77,5 +119,6 @@ pub async fn spawn(
         addr,
         token_file,
         db_path: o.db_path,
+        _made_token: made,
     })
 }

@@ -163,7 +163,9 @@ impl Cluster {
                         return paused + left;
                     }
                     paused += l;
-                    let done_at = self.now + Duration::from_secs_f64(secs - left + l);
+                    let done_at = self.now.saturating_add(
+                        Duration::try_from_secs_f64(secs - left + l).unwrap_or(Duration::MAX),
+                    );
                     self.complete(i, done_at, downtime);
                     return paused;
                 }
@@ -179,7 +181,7 @@ impl Cluster {
             (m.domain.clone(), m.from.clone(), m.to.clone(), m.started)
         };
         let duration = at.saturating_sub(started);
-        let down = Duration::from_secs_f64(downtime);
+        let down = Duration::try_from_secs_f64(downtime).unwrap_or(Duration::MAX);
         let memory = self.domain(&name).map(|d| d.memory_bytes).unwrap_or(0);
         let t = self.host_mut(&to).expect("target exists");
         t.incoming_bytes = t.incoming_bytes.saturating_sub(memory);

@@ -368,7 +368,7 @@ async fn run(sock: UdpSocket, sh: Arc<Shared>, mut peers: watch::Receiver<Vec<Pe
                 };
                 match pkt.kind {
                     Kind::Ping => {
-                        if !peer.replay.accept(pkt.seq) {
+                        if !peer.replay.accept(pkt.seq, key.is_some()) {
                             st.reject(Reject::Replay);
                             continue;
                         }
@@ -420,20 +420,24 @@ mod tests {
     }
 
     async fn pair(ka: Option<Key>, kb: Option<Key>) -> Pair {
+        pair_named(("a", ka), ("b", kb)).await
+    }
+
+    async fn pair_named((na, ka): (&str, Option<Key>), (nb, kb): (&str, Option<Key>)) -> Pair {
         let sa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let sb = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (aa, ab) = (sa.local_addr().unwrap(), sb.local_addr().unwrap());
         let (txa, rxa) = watch::channel(vec![PeerSpec {
-            name: "b".into(),
+            name: nb.into(),
             addr: ab,
         }]);
         let (txb, rxb) = watch::channel(vec![PeerSpec {
-            name: "a".into(),
+            name: na.into(),
             addr: aa,
         }]);
         Pair {
-            a: Heartbeat::start(sa, cfg("a", ka), rxa).unwrap(),
-            b: Heartbeat::start(sb, cfg("b", kb), rxb).unwrap(),
+            a: Heartbeat::start(sa, cfg(na, ka), rxa).unwrap(),
+            b: Heartbeat::start(sb, cfg(nb, kb), rxb).unwrap(),
             _txa: txa,
             _txb: txb,
         }
@@ -554,6 +558,41 @@ mod tests {
         assert_eq!(r["replay"], 2, "{r:?}");
         assert_eq!(s.peers[0].received, 0);
         assert!(!s.peers[0].up);
+    }
+
+    #[tokio::test]
+    async fn a_forged_far_future_ping_does_not_keep_the_peer_down() {
+        // Issue 15, finding 8, with the issue's exact datagram: a ping "from hB"
+        // with sequence 2^64-1, no key. Before the fix hA took every genuine
+        // ping of hB as a replay from then on, and hB saw hA down for good.
+        let p = pair_named(("hA", None), ("hB", None)).await;
+        until(&p.b, "hA up at hB", |s| s.peers[0].up).await;
+        let mut forged = b"XTHB\x01\x01\x00\x02".to_vec();
+        forged.extend_from_slice(&u64::MAX.to_be_bytes());
+        forged.extend_from_slice(&0u64.to_be_bytes());
+        forged.extend_from_slice(b"hB");
+        let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = p.a.local_addr();
+        attacker.send_to(&forged, to).await.unwrap();
+        until(&p.a, "the forged ping refused", |s| {
+            s.rejected["replay"] >= 1
+        })
+        .await;
+        let before = p.b.stats().peers[0].received;
+        // hB's genuine pings are answered again: 50 more answers and up.
+        until(&p.b, "hA answering hB again", |s| {
+            s.peers[0].up && s.peers[0].received >= before + 50
+        })
+        .await;
+        // Sent again and again, it still cannot lock hB out.
+        for _ in 0..5 {
+            attacker.send_to(&forged, to).await.unwrap();
+        }
+        let before = p.b.stats().peers[0].received;
+        until(&p.b, "hA still answering hB", |s| {
+            s.peers[0].up && s.peers[0].received >= before + 50
+        })
+        .await;
     }
 
     #[tokio::test]

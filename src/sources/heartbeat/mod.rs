@@ -67,7 +67,7 @@ pub enum StartError {
     ReadKey {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::config::ReadError,
     },
     #[error(
         "heartbeat key file {} holds {len} bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64)",
@@ -86,7 +86,7 @@ pub enum StartError {
 
 /// Reads a key file: its bytes, trailing newlines and spaces removed.
 pub fn read_key(path: &Path) -> Result<packet::Key, StartError> {
-    let raw = std::fs::read(path).map_err(|source| StartError::ReadKey {
+    let raw = crate::config::read_bytes(path).map_err(|source| StartError::ReadKey {
         path: path.to_path_buf(),
         source,
     })?;

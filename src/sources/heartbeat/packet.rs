@@ -164,26 +164,45 @@ pub fn decode<'a>(buf: &'a [u8], key: Option<&Key>) -> Result<Packet<'a>, Reject
     })
 }
 
-/// Anti-replay window for one peer's pings: the highest sequence seen and a
-/// bitmap of the 64 below it (as IPsec does).
+/// Anti-replay window for one peer's pings: the highest sequence accepted
+/// and a bitmap of the 64 below it (as IPsec does), which no single datagram
+/// can move far.
+///
+/// A ping is taken when it is new and in the window: at most
+/// [`Self::WIDTH`] − 1 below the highest, or at most [`Self::MAX_JUMP`]
+/// above it. Anything else (a far jump either way: a forged sequence, or the
+/// peer's sender restarted) is counted as a replay but followed as a
+/// *candidate* stream; when [`Self::RESYNC`] pings in a row extend that
+/// stream (each above the one before by at most `MAX_JUMP`), the window
+/// moves there. So one forged datagram with sequence 2^64−1 cannot lock out
+/// the genuine pings (they resynchronise within `RESYNC` pings), and a
+/// restarted peer loses at most `RESYNC − 1` pings. With a key, pings are
+/// authenticated before they get here, and a forward jump of any size is
+/// taken at once (only the peer could have sent it).
 #[derive(Debug, Clone, Default)]
 pub struct ReplayWindow {
     highest: Option<u64>,
     bits: u64,
+    /// The last sequence of a stream outside the window, and its length.
+    candidate: Option<(u64, u32)>,
 }
 
 impl ReplayWindow {
     /// Width of the window below the highest sequence.
     pub const WIDTH: u64 = 64;
+    /// Largest step forward taken from an unauthenticated ping.
+    pub const MAX_JUMP: u64 = 1024;
+    /// Consecutive pings of a stream outside the window that move it there.
+    pub const RESYNC: u32 = 3;
 
-    /// Accepts `seq` once; a repeat, or one older than the window, is a replay.
-    pub fn accept(&mut self, seq: u64) -> bool {
+    /// Accepts `seq` once; a repeat, or one outside the window, is a replay.
+    /// `authenticated`: the ping carried a valid MAC of our key.
+    pub fn accept(&mut self, seq: u64, authenticated: bool) -> bool {
         let Some(h) = self.highest else {
-            self.highest = Some(seq);
-            self.bits = 1;
+            self.restart(seq);
             return true;
         };
-        if seq > h {
+        if seq > h && (authenticated || seq - h <= Self::MAX_JUMP) {
             let shift = seq - h;
             self.bits = if shift >= Self::WIDTH {
                 0
@@ -192,14 +211,34 @@ impl ReplayWindow {
             };
             self.bits |= 1;
             self.highest = Some(seq);
+            self.candidate = None;
             return true;
         }
-        let back = h - seq;
-        if back >= Self::WIDTH || self.bits & (1 << back) != 0 {
-            return false;
+        if seq <= h && h - seq < Self::WIDTH {
+            let back = h - seq;
+            if self.bits & (1 << back) != 0 {
+                return false;
+            }
+            self.bits |= 1 << back;
+            return true;
         }
-        self.bits |= 1 << back;
-        true
+        // Far outside the window: follow it as a candidate stream.
+        let n = match self.candidate {
+            Some((last, n)) if seq > last && seq - last <= Self::MAX_JUMP => n + 1,
+            _ => 1,
+        };
+        if n >= Self::RESYNC {
+            self.restart(seq);
+            return true;
+        }
+        self.candidate = Some((seq, n));
+        false
+    }
+
+    fn restart(&mut self, seq: u64) {
+        self.highest = Some(seq);
+        self.bits = 1;
+        self.candidate = None;
     }
 }
 
@@ -267,14 +306,54 @@ mod tests {
     #[test]
     fn replay_window_accepts_each_sequence_once() {
         let mut w = ReplayWindow::default();
-        assert!(w.accept(100));
-        assert!(!w.accept(100));
-        assert!(w.accept(102));
-        assert!(w.accept(101), "late but inside the window");
-        assert!(!w.accept(101));
-        assert!(w.accept(300));
-        assert!(!w.accept(300 - 64), "older than the window");
-        assert!(w.accept(300 - 63));
-        assert!(!w.accept(102));
+        assert!(w.accept(100, false));
+        assert!(!w.accept(100, false));
+        assert!(w.accept(102, false));
+        assert!(w.accept(101, false), "late but inside the window");
+        assert!(!w.accept(101, false));
+        assert!(w.accept(300, false));
+        assert!(!w.accept(300 - 64, false), "older than the window");
+        assert!(w.accept(300 - 63, false));
+        assert!(!w.accept(102, false));
+    }
+
+    #[test]
+    fn one_far_future_sequence_cannot_lock_out_the_genuine_stream() {
+        // Issue 15, finding 8: seq 2^64-1 made every later genuine ping a replay.
+        for authenticated in [false, true] {
+            let mut w = ReplayWindow::default();
+            assert!(w.accept(1_000, authenticated));
+            let forged = w.accept(u64::MAX, authenticated);
+            assert_eq!(
+                forged, authenticated,
+                "only an authenticated jump is taken at once"
+            );
+            // The genuine stream is back within RESYNC pings and stays.
+            let taken: Vec<bool> = (1_001..1_011).map(|s| w.accept(s, authenticated)).collect();
+            let lost = taken.iter().take_while(|t| !**t).count();
+            assert!(lost < ReplayWindow::RESYNC as usize, "{taken:?}");
+            assert!(taken[lost..].iter().all(|t| *t), "{taken:?}");
+            // And the replays of the stream are still refused.
+            assert!(!w.accept(1_010, authenticated));
+        }
+    }
+
+    #[test]
+    fn a_restarted_sender_resynchronises_and_scattered_forgeries_do_not() {
+        let mut w = ReplayWindow::default();
+        assert!(w.accept(5_000, false));
+        // Restart: a far higher start, then consecutive pings.
+        assert!(!w.accept(9_000_000, false));
+        assert!(!w.accept(9_000_001, false));
+        assert!(w.accept(9_000_002, false));
+        assert!(w.accept(9_000_003, false));
+        // Far jumps that do not form a stream never move the window.
+        for (i, s) in [u64::MAX, 1, u64::MAX / 2, 7, u64::MAX - 5_000]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(!w.accept(s, false), "forgery {i}");
+        }
+        assert!(w.accept(9_000_004, false));
     }
 }

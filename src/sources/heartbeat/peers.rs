@@ -96,7 +96,7 @@ pub async fn feed(src: PeerSources, tx: watch::Sender<Vec<PeerSpec>>) {
             if st != seen_stamp || (st.is_none() && seen_stamp.is_none() && dirty) {
                 seen_stamp = st;
                 let name = path.display().to_string();
-                let problem = match std::fs::read_to_string(path) {
+                let problem = match crate::config::read_text(path) {
                     Err(e) => Some(format!("cannot read peers file {name}: {e}")),
                     Ok(text) => match parse_file(&text, &name) {
                         Ok(list) => {
