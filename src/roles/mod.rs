@@ -6,3 +6,4 @@ pub mod evacuate;
 pub mod exporter;
 pub mod guest_agent;
 pub mod webhook;
+pub mod xs_tx;
