@@ -155,17 +155,13 @@ pub async fn run(a: GuestAgentArgs) -> anyhow::Result<()> {
             } else {
                 last.as_ref().map(|(l, _)| l.clone())
             };
-            let taken = conn.take();
-            let now2 = now.clone();
-            let res = tokio::task::spawn_blocking(move || {
-                let mut xs = match taken {
-                    Some(xs) => xs,
-                    None => XsConn::open()?,
-                };
-                publish(&mut xs, &now2, prev.as_deref()).map(|_| xs)
-            })
-            .await
-            .context("the xenstore writer panicked")?;
+            // Blocking, on the agent's one thread (the binary runs it on a
+            // current-thread runtime): nothing else waits meanwhile.
+            let res = match conn.take() {
+                Some(xs) => Ok(xs),
+                None => XsConn::open(),
+            }
+            .and_then(|mut xs| publish(&mut xs, &now, prev.as_deref()).map(|_| xs));
             match res {
                 Ok(xs) => {
                     conn = Some(xs);
