@@ -10,7 +10,7 @@
 //! bench, `target/release/xentinel`), `NODE_EXPORTER` (default:
 //! `/usr/bin/prometheus-node-exporter`), `XENTINEL_BENCH_QUICK=1` (fewer
 //! scrapes, 5 s concurrency: a smoke run that does not write the doc),
-//! `XENTINEL_BENCH_ONLY=renderers|webhook|heartbeat|netns` (only that part;
+//! `XENTINEL_BENCH_ONLY=renderers|webhook|heartbeat|netns|light` (only that part;
 //! `XENTINEL_BENCH_DOMAINS` sets the renderers' snapshot size, default 1,000),
 //! `XENTINEL_BENCH_DOC` (where to write the report).
 
@@ -20,6 +20,8 @@ mod client;
 mod extra;
 #[path = "scrape/heartbeat_netns.rs"]
 mod heartbeat_netns;
+#[path = "scrape/light.rs"]
+mod light;
 #[path = "scrape/renderers.rs"]
 mod renderers;
 
@@ -37,6 +39,8 @@ mod netns;
 #[allow(dead_code)]
 #[path = "../tests/support/scrape.rs"]
 mod scrape;
+#[path = "../tests/support/xenstored/mod.rs"]
+mod xenstored;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -484,6 +488,7 @@ fn main() {
         Ok("webhook") => Some(extra::bench_webhook(&bin, &logs)),
         Ok("heartbeat") => Some(extra::bench_heartbeat(&bin, &logs)),
         Ok("netns") => Some(heartbeat_netns::bench(&bin, quick)),
+        Ok("light") => Some(light::bench(&bin, &logs, node_exporter_bin().as_deref())),
         _ => None,
     };
     if let Some(part) = only {
@@ -581,6 +586,7 @@ fn main() {
     let webhook = extra::bench_webhook(&bin, &logs);
     let heartbeat = extra::bench_heartbeat(&bin, &logs);
     let netns = heartbeat_netns::bench(&bin, quick);
+    let light = light::bench(&bin, &logs, node_bin.as_deref());
 
     // The report.
     let mut md = String::new();
@@ -620,6 +626,8 @@ fn main() {
     md.push_str(&heartbeat);
     md.push_str("\n## Heartbeat over network namespaces, against ping\n\n");
     md.push_str(&netns);
+    md.push_str("\n## Light on the host: gzip, xenstored requests, the guest agent\n\n");
+    md.push_str(&light);
     let _ = writeln!(
         md,
         "\nWhole run: {:.0} s. Load average (1, 5, 15 min) at the start: {load_start}; at the end: {} \

@@ -5,7 +5,7 @@
 # network namespaces against ping: needs root), prints a Markdown report and
 # writes docs/benchmarks.md. Takes about 4 minutes after the build.
 # XENTINEL_BENCH_QUICK=1 for a smoke run; XENTINEL_BENCH_ONLY=netns (or
-# renderers, webhook, heartbeat) prints one part only.
+# renderers, webhook, heartbeat, light) prints one part only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()

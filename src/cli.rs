@@ -57,7 +57,7 @@ impl Command {
         use crate::roles;
         match self {
             Command::Exporter(a) => roles::exporter::run(a).await,
-            Command::GuestAgent(a) => roles::guest_agent::run(a.interval, a.probe, a.once).await,
+            Command::GuestAgent(a) => roles::guest_agent::run(a).await,
             Command::Demo(a) => roles::demo::run(a).await,
             Command::Webhook(a) => roles::webhook::run(a).await,
             Command::Evacuate(a) => roles::evacuate::run(a).await,

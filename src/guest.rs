@@ -26,6 +26,12 @@ pub const KEY_TIMESTAMP: &str = "timestamp";
 /// Probe target for the domain's service (`tcp://host:port` or `http://…`).
 pub const KEY_PROBE: &str = "probe";
 
+/// Keys XCP-ng's guest agents (xe-guest-utilities, xen-guest-agent) write
+/// directly under a domain's `data/`: MemAvailable and MemTotal, in KiB.
+pub const XAPI_MEMINFO_FREE: &str = "data/meminfo_free";
+/// See [`XAPI_MEMINFO_FREE`].
+pub const XAPI_MEMINFO_TOTAL: &str = "data/meminfo_total";
+
 /// Every rejection reason, rendered always so the counter exists from the start.
 pub const REASONS: [&str; 4] = ["garbage", "negative", "oversized", "implausible"];
 
@@ -159,6 +165,33 @@ pub fn validate(
     }
 }
 
+/// MemAvailable in bytes from XCP-ng's `data/meminfo_free` (KiB), checked
+/// like the agent's own value: at most `data/meminfo_total` (when given and
+/// valid) and the domain's maximum memory. Used only when the domain has no
+/// `data/xentinel/mem_available_bytes`, which wins when both exist.
+pub fn validate_xapi_free(
+    domid: DomId,
+    free_kib: &str,
+    total_kib: Option<&str>,
+    memory_limit: Option<u64>,
+    rej: &Rejections,
+) -> Option<u64> {
+    let total = total_kib
+        .and_then(|t| parse_u64(t).ok())
+        .and_then(|t| t.checked_mul(1024));
+    let res = parse_u64(free_kib).and_then(|kib| {
+        let bytes = kib.checked_mul(1024).ok_or(Reject::Oversized)?;
+        let plausible = total.is_none_or(|t| bytes <= t) && memory_limit.is_none_or(|m| bytes <= m);
+        if plausible {
+            Ok(bytes)
+        } else {
+            Err(Reject::Implausible)
+        }
+    });
+    rej.record(domid, XAPI_MEMINFO_FREE, free_kib, res.map(|_| ()));
+    res.ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +256,35 @@ mod tests {
         let k2 = keys(&[("pgfault", "other garbage")]);
         validate(5, &k2, None, 1000.0, &rej);
         assert_eq!(rej.counts().get("garbage"), Some(&2));
+    }
+
+    #[test]
+    fn xcp_ng_meminfo_free_is_kib_and_checked() {
+        let rej = Rejections::default();
+        let v = validate_xapi_free(3, "524288", Some("1048576"), Some(1 << 30), &rej);
+        assert_eq!(v, Some(512 << 20));
+        assert_eq!(
+            validate_xapi_free(3, "524288", None, None, &rej),
+            Some(512 << 20)
+        );
+        // Above MemTotal, above the domain's maximum, garbage, overflow.
+        assert_eq!(
+            validate_xapi_free(4, "2048", Some("1024"), None, &rej),
+            None
+        );
+        assert_eq!(
+            validate_xapi_free(5, "2048", None, Some(1 << 20), &rej),
+            None
+        );
+        assert_eq!(validate_xapi_free(6, "12 kB", None, None, &rej), None);
+        assert_eq!(
+            validate_xapi_free(7, "18446744073709551615", None, None, &rej),
+            None
+        );
+        let c = rej.counts();
+        assert_eq!(c.get("implausible"), Some(&2));
+        assert_eq!(c.get("garbage"), Some(&1));
+        assert_eq!(c.get("oversized"), Some(&1));
     }
 
     #[test]

@@ -10,11 +10,16 @@ fn main() {
     let cli = Cli::parse();
     let level = cli.log_level.parse().unwrap_or(log::LevelFilter::Info);
     xentinel::log::init(level, cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // The guest agent is one loop in the guest whose memory it reports: one
+    // thread is all it needs. The servers get two workers.
+    let mut builder = if matches!(cli.command, xentinel::cli::Command::GuestAgent(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("xentinel: cannot start the runtime: {e}");

@@ -424,3 +424,60 @@ fn a_burst_of_watch_events_does_not_stall_the_source() {
         Some(20.0)
     );
 }
+
+/// XCP-ng's agents (xe-guest-utilities, xen-guest-agent) publish
+/// `data/meminfo_free` (MemAvailable) and `data/meminfo_total` in KiB: a
+/// domain with only those gets `xen_domain_guest_memory_available_bytes`
+/// from them; a domain that also runs xentinel's agent keeps xentinel's
+/// value; a value above MemTotal is rejected and counted.
+#[test]
+fn xcp_ng_meminfo_keys_fill_in_for_domains_without_xentinel() {
+    let _g = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    let xsd = TestXenstored::start(&socket("xapi"));
+    const U3: &str = "33333333-3333-4333-8333-333333333333";
+    for (id, name, uuid) in [(1, "xcp", U1), (2, "both", U2), (3, "liar", U3)] {
+        xsd.introduce_domain(id, name, uuid, 1024 * 1024);
+        xsd.write(
+            &format!("/local/domain/{id}/memory/static-max"),
+            &(1024 * 1024).to_string(),
+        );
+        xsd.write(&format!("/local/domain/{id}/data/meminfo_total"), "1000000");
+    }
+    xsd.write("/local/domain/1/data/meminfo_free", "400000");
+    xsd.write("/local/domain/2/data/meminfo_free", "400000");
+    xsd.write(
+        "/local/domain/2/data/xentinel/mem_available_bytes",
+        &(123u64 << 20).to_string(),
+    );
+    xsd.write("/local/domain/3/data/meminfo_free", "1000001");
+    let e = exporter(&xsd);
+    let (body, s) = scrape(&e);
+    let avail = |d: &str| {
+        value(
+            &s,
+            "xen_domain_guest_memory_available_bytes",
+            &[("domain", d)],
+        )
+    };
+    assert_eq!(avail("xcp"), Some(400_000.0 * 1024.0), "{body}");
+    assert_eq!(avail("both"), Some((123u64 << 20) as f64), "{body}");
+    assert_eq!(avail("liar"), None, "{body}");
+    assert_eq!(
+        value(
+            &s,
+            "xentinel_guest_reports_rejected_total",
+            &[("reason", "implausible")]
+        ),
+        Some(1.0)
+    );
+    // Only the memory: XCP-ng's agents publish no page faults.
+    assert_eq!(
+        value(
+            &s,
+            "xen_domain_guest_page_faults_total",
+            &[("domain", "xcp"), ("kind", "minor")]
+        ),
+        None
+    );
+    scrape::promtool_check_metrics(&body);
+}

@@ -15,6 +15,8 @@ pub struct Conn {
     port: u16,
     r: Option<BufReader<TcpStream>>,
     body: Vec<u8>,
+    /// Header lines added to the next request.
+    extra: &'static str,
 }
 
 impl Conn {
@@ -24,6 +26,7 @@ impl Conn {
             port,
             r: None,
             body: Vec::new(),
+            extra: "",
         }
     }
 
@@ -50,6 +53,14 @@ impl Conn {
         self.request("GET", path, None)
     }
 
+    /// `GET path` with `Accept-Encoding: gzip`; the body is kept compressed.
+    pub fn get_gzip(&mut self, path: &str) -> std::io::Result<u16> {
+        self.extra = "Accept-Encoding: gzip\r\n";
+        let r = self.request("GET", path, None);
+        self.extra = "";
+        r
+    }
+
     /// `POST path` with a JSON body.
     pub fn post_json(&mut self, path: &str, body: &[u8]) -> std::io::Result<u16> {
         self.request("POST", path, Some(body))
@@ -72,7 +83,8 @@ impl Conn {
         body: Option<&[u8]>,
     ) -> std::io::Result<u16> {
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: xentinel-bench\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: xentinel-bench\r\n{}",
+            self.extra
         );
         if let Some(b) = body {
             req.push_str(&format!(

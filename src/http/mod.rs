@@ -3,8 +3,10 @@
 //! [`webconfig`]; [`serve`] also serves the webhook's router. This layer only
 //! renders; it never collects anything itself beyond asking the collector
 //! for a snapshot. Both servers go through one bounded serving loop
-//! (`serve.rs`: connection cap and timeouts).
+//! (`serve.rs`: connection cap and timeouts); `/metrics` is gzip-compressed
+//! as it is rendered when the scraper asks for it (`gzip.rs`).
 
+mod gzip;
 mod serve;
 pub mod webconfig;
 
@@ -18,7 +20,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -90,9 +92,17 @@ const CHUNK: usize = 64 * 1024;
 /// streamed: each piece is rendered when hyper asks for it, so a scrape holds
 /// the snapshot and one piece, not the whole text (38 MB at 10,000 domains),
 /// and concurrent scrapes interleave on the runtime's workers piece by piece.
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// A scraper that accepts gzip (Prometheus does) gets the same pieces through
+/// one streaming gzip encoder ([`gzip`]).
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let snap = app.collector.snapshot().await;
     let mut r = exposition::Rendering::new(&snap);
+    let vary = (header::VARY, "Accept-Encoding");
+    let ctype = (header::CONTENT_TYPE, exposition::CONTENT_TYPE);
+    if gzip::accepted(&headers) {
+        let body = gzip::body(snap, r, CHUNK);
+        return ([ctype, vary, (header::CONTENT_ENCODING, "gzip")], body).into_response();
+    }
     let mut first = String::with_capacity(CHUNK + CHUNK / 8);
     let body = if r.fill(&snap, &mut first, CHUNK) {
         Body::from(first)
@@ -105,7 +115,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         });
         Body::from_stream(futures::stream::once(async { Ok(first) }).chain(rest))
     };
-    ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], body).into_response()
+    ([ctype, vary], body).into_response()
 }
 
 async fn landing(State(app): State<Arc<App>>) -> Html<String> {

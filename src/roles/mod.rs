@@ -7,3 +7,4 @@ pub mod exporter;
 pub mod guest_agent;
 pub mod paper;
 pub mod webhook;
+pub mod xs_tx;

@@ -6,7 +6,9 @@
 //! dies. Names and guest data are read at every scrape, so a rename or a new
 //! or gone domain shows on the next scrape; UUIDs and memory limits are cached
 //! per domid, and watches on `@introduceDomain`/`@releaseDomain` drop the cache
-//! entries of domains that come and go (domids are reused).
+//! entries of domains that come and go (domids are reused). A domain without
+//! xentinel's `data/xentinel/mem_available_bytes` gets its available memory
+//! from XCP-ng's `data/meminfo_free` when its guest agent writes one.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -336,7 +338,20 @@ async fn read_domain(
         }
     }
     let probe_target = keys.get(guest::KEY_PROBE).cloned();
-    let report = guest::validate(id, &keys, stat.memory_limit, now, rej);
+    let mut report = guest::validate(id, &keys, stat.memory_limit, now, rej);
+    if !keys.contains_key(guest::KEY_MEM_AVAILABLE) {
+        // XCP-ng's agents: read only for domains without xentinel's key.
+        if let Some(free) = opt(xs
+            .read(&format!("{home}/{}", guest::XAPI_MEMINFO_FREE))
+            .await)?
+        {
+            let total = opt(xs
+                .read(&format!("{home}/{}", guest::XAPI_MEMINFO_TOTAL))
+                .await)?;
+            report.memory_available_bytes =
+                guest::validate_xapi_free(id, &free, total.as_deref(), stat.memory_limit, rej);
+        }
+    }
     let meta = DomainMeta {
         domid: id,
         name,

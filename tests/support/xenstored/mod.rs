@@ -16,7 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 
 use server::Shared;
+use std::collections::BTreeMap;
 use store::Op;
+/// Message type numbers, for [`Served::of`].
+#[allow(unused_imports)]
+pub use wire::ty;
 
 /// The accept loop of one serving period (between start/restart and kill).
 struct Listening {
@@ -47,6 +51,30 @@ impl TestXenstored {
     /// The socket path (the value for `XENSTORED_PATH`).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Every request served since the start (or the last [`Self::reset_served`]),
+    /// by type; watch events sent and the test's own direct calls are not counted.
+    pub fn served(&self) -> Served {
+        Served(self.shared.lock().served.clone())
+    }
+
+    /// Zeroes the counts of [`Self::served`].
+    pub fn reset_served(&self) {
+        self.shared.lock().served.clear();
+    }
+
+    /// Reads several nodes at one instant (under the daemon's lock, as a
+    /// reader's transaction would see them); `None` for a missing node.
+    pub fn read_many(&self, paths: &[&str]) -> Vec<Option<String>> {
+        let st = self.shared.lock();
+        paths
+            .iter()
+            .map(|p| {
+                let v = st.store.read(&canonical(p)).ok()?;
+                Some(String::from_utf8_lossy(v).into_owned())
+            })
+            .collect()
     }
 
     /// Writes a node (creating parents) and fires watches. Panics on an invalid path.
@@ -147,6 +175,32 @@ impl TestXenstored {
             })
         };
         self.listening = Some(Listening { stop, accept });
+    }
+}
+
+/// Counts of requests served, by message type (see [`ty`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Served(BTreeMap<(u32, bool), u64>);
+
+impl Served {
+    /// Requests of type `ty`, in a transaction or not.
+    pub fn of(&self, ty: u32) -> u64 {
+        self.outside_tx(ty) + self.in_tx(ty)
+    }
+
+    /// Requests of type `ty` sent outside any transaction.
+    pub fn outside_tx(&self, ty: u32) -> u64 {
+        self.0.get(&(ty, false)).copied().unwrap_or(0)
+    }
+
+    /// Requests of type `ty` sent inside a transaction.
+    pub fn in_tx(&self, ty: u32) -> u64 {
+        self.0.get(&(ty, true)).copied().unwrap_or(0)
+    }
+
+    /// Every request served.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
     }
 }
 

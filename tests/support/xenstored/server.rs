@@ -1,7 +1,7 @@
 //! Daemon state shared by all connections (store, watches, transactions,
 //! introduced domains), request dispatch, and the per-connection threads.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
@@ -48,6 +48,8 @@ pub struct State {
     conns: HashMap<u64, Conn>,
     next_conn: u64,
     next_tx: u32,
+    /// Requests served, by (message type, inside a transaction).
+    pub served: BTreeMap<(u32, bool), u64>,
 }
 
 /// The lock plus the reader threads of live connections (joined on kill).
@@ -207,6 +209,7 @@ impl State {
 
     /// Handles one request and queues its reply (and, for WATCH, the initial event).
     fn handle(&mut self, conn_id: u64, msg: Msg) {
+        *self.served.entry((msg.ty, msg.tx_id != 0)).or_insert(0) += 1;
         let result = self.dispatch(conn_id, &msg);
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
