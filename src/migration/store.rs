@@ -177,18 +177,7 @@ fn sync_dir(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::joblog::NewJob;
-
-    fn job(fp: &str) -> NewJob {
-        NewJob {
-            fingerprint: fp.into(),
-            starts_at: "2024-01-01T00:00:00Z".into(),
-            starts_at_unix: 1_704_067_200.0,
-            host: "xen1".into(),
-            origin: "alert".into(),
-            dry_run: false,
-        }
-    }
+    use crate::migration::joblog::tests::job;
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("xentinel-store-{name}-{}", std::process::id()));

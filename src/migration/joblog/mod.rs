@@ -79,7 +79,7 @@ pub fn now() -> f64 {
 
 mod records;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use records::{Claim, Job, NewJob, NewStep, Step, StepEnd};
 

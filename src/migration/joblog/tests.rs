@@ -2,7 +2,8 @@
 
 use super::*;
 
-fn job(fp: &str) -> NewJob {
+/// A job for host xen1 with fingerprint `fp` (also used by the store's tests).
+pub(crate) fn job(fp: &str) -> NewJob {
     NewJob {
         fingerprint: fp.into(),
         starts_at: "2024-01-01T00:00:00Z".into(),
