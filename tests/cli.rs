@@ -330,4 +330,31 @@ fn hostile_startup_inputs_are_one_clear_error_each_and_quick() {
     // The web config file goes through the same reader.
     let r = exporter(&["--web.config.file", "/dev/zero"]);
     check("web config /dev/zero", r, "not a regular file");
+    // So does the webhook's token file (a FIFO would block, /dev/zero would fill memory).
+    let db = d.join("jobs.sqlite");
+    let webhook = |token: &str| {
+        run_bounded(
+            &[
+                "webhook",
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--dry-run",
+                "--db.path",
+                db.to_str().unwrap(),
+                "--web.token-file",
+                token,
+            ],
+            limit,
+        )
+    };
+    check(
+        "token /dev/zero",
+        webhook("/dev/zero"),
+        "not a regular file (a character device)",
+    );
+    check(
+        "token FIFO",
+        webhook(fifo.to_str().unwrap()),
+        "not a regular file (a FIFO)",
+    );
 }

@@ -120,9 +120,11 @@ pub struct WebhookArgs {
     pub migration: MigrationArgs,
 }
 
-/// Reads a bearer token file (surrounding whitespace trimmed; must not be empty).
+/// Reads a bearer token file (surrounding whitespace trimmed; must not be empty)
+/// through the configuration reader: a regular file of bounded size, so a FIFO
+/// or `/dev/zero` is an error at once, not a hang or a memory blow-up.
 pub fn read_token(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let t = std::fs::read_to_string(path)
+    let t = crate::config::read_text(path)
         .with_context(|| format!("cannot read the token file {}", path.display()))?;
     let t = t.trim();
     anyhow::ensure!(!t.is_empty(), "the token file {} is empty", path.display());
