@@ -307,6 +307,11 @@ pub(super) async fn serve_bounded(
                 }
             },
         };
+        // Without TCP_NODELAY a response's last small segment waits for the client's delayed
+        // ACK: the bench saw /metrics at 100 domains go from 0.7 to 44 ms median.
+        if let Err(e) = tcp.set_nodelay(true) {
+            log::debug!("TCP_NODELAY on the connection from {peer}: {e}");
+        }
         let (router, tls, stop) = (router.clone(), tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let _slot = permit;
