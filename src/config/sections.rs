@@ -46,6 +46,9 @@ pub struct ExporterConfig {
     pub libxenstat: V<Option<PathBuf>>,
     /// Read names, UUIDs, targets and guest data from xenstore (xen source only).
     pub xenstore: V<bool>,
+    /// How often the xenstore source rereads every domain, whatever its
+    /// watch reported (bounds the drift of a lost event; `0s`: every scrape).
+    pub xenstore_resync: V<Dur>,
     /// How often every domain probe runs.
     pub probe_interval: V<Dur>,
     /// A probe that has not succeeded within this has failed.
@@ -59,6 +62,7 @@ impl Default for ExporterConfig {
             source_timeout: V(Dur(Duration::from_secs(5))),
             libxenstat: V(None),
             xenstore: V(true),
+            xenstore_resync: V(Dur(Duration::from_secs(60))),
             probe_interval: V(Dur(Duration::from_secs(10))),
             probe_timeout: V(Dur(Duration::from_secs(2))),
         }

@@ -26,6 +26,7 @@ fn durations_parse_like_prometheus() {
 fn empty_and_missing_files_are_defaults() {
     let c = load_str("", "x.yml").unwrap();
     assert_eq!(*c.exporter.source_timeout, Dur(Duration::from_secs(5)));
+    assert_eq!(*c.exporter.xenstore_resync, Dur(Duration::from_secs(60)));
     assert!(load(None).is_ok());
 }
 
@@ -256,12 +257,13 @@ fn probe_targets_parse_strictly() {
 #[test]
 fn good_values_are_taken() {
     let c = load_str(
-        "exporter:\n  source: xen\n  source_timeout: 2s\nwarnings:\n  temperature_celsius: 75.5\n",
+        "exporter:\n  source: xen\n  source_timeout: 2s\n  xenstore_resync: 90s\nwarnings:\n  temperature_celsius: 75.5\n",
         "c",
     )
     .unwrap();
     assert_eq!(*c.exporter.source, Some(SourceKind::Xen));
     assert_eq!(c.exporter.source_timeout.0, Dur(Duration::from_secs(2)));
+    assert_eq!(c.exporter.xenstore_resync.0, Dur(Duration::from_secs(90)));
     assert_eq!(*c.warnings.temperature_celsius, 75.5);
 }
 

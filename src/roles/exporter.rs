@@ -112,7 +112,10 @@ pub fn xen_sources(
     if *cfg.exporter.xenstore {
         let timeout = cfg.exporter.source_timeout.0.0.mul_f64(0.8);
         let key = Some(cfg.warnings.maintenance_xenstore_key.0.clone());
-        v.push(Box::new(XenstoreSource::new(rej.clone(), key, timeout)));
+        let resync = cfg.exporter.xenstore_resync.0.0;
+        v.push(Box::new(
+            XenstoreSource::new(rej.clone(), key, timeout).with_resync(resync),
+        ));
     }
     v.push(Box::new(HostSource::new(cfg.warnings.clone())));
     v.extend(network_sources(cfg)?);

@@ -86,6 +86,17 @@ impl TestXenstored {
             .unwrap();
     }
 
+    /// Writes a node (creating parents) without firing any watch: a change
+    /// whose event was lost. Panics on an invalid path.
+    pub fn write_unwatched(&self, path: &str, value: &str) {
+        let path = canonical(path);
+        self.shared
+            .lock()
+            .store
+            .apply(&Op::Write(path, value.as_bytes().to_vec()))
+            .unwrap();
+    }
+
     /// Reads a node's value (lossy UTF-8), `None` if it does not exist.
     pub fn read(&self, path: &str) -> Option<String> {
         let st = self.shared.lock();
