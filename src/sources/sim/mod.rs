@@ -69,7 +69,7 @@ impl SimSource {
                 probes.insert(d.uuid.clone(), h);
             }
             let h = probes.get_mut(&d.uuid).expect("just inserted");
-            let success = Pinger::answers(c, &d.name);
+            let success = Pinger::answers_for(c, d);
             h.observe(d.response_time_ms / 1000.0);
             out.probes.insert(
                 d.domid,

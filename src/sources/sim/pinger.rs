@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::sim::Cluster;
+use crate::sim::{Cluster, SimDomain};
 use crate::snapshot::{Collection, DomainState, HeartbeatStats, Histogram, PeerStats};
 
 /// RTT buckets of the prober's peers (seconds), the heartbeat's own.
@@ -51,12 +51,16 @@ impl Pinger {
     /// Whether the domain answers now: it lives on a live host, has booted,
     /// and is not paused (a stop-and-copy pauses it).
     pub fn answers(c: &Cluster, domain: &str) -> bool {
-        c.domain(domain).is_some_and(|d| {
-            d.state != DomainState::Paused
-                && d.state != DomainState::Crashed
-                && c.now() >= d.booted_at
-                && c.host(&d.host).is_some_and(|h| h.alive)
-        })
+        c.domain(domain).is_some_and(|d| Self::answers_for(c, d))
+    }
+
+    /// [`Pinger::answers`] for a domain already in hand (no lookup by name:
+    /// a probe of every domain stays linear in the domains).
+    pub fn answers_for(c: &Cluster, d: &SimDomain) -> bool {
+        d.state != DomainState::Paused
+            && d.state != DomainState::Crashed
+            && c.now() >= d.booted_at
+            && c.host(&d.host).is_some_and(|h| h.alive)
     }
 
     /// One ping at the cluster's current time; the answer's round trip is
