@@ -24,17 +24,8 @@ struct Exporter {
 }
 
 fn exporter(xsd: &TestXenstored) -> Exporter {
-    // Edition 2024 makes set_var unsafe; the crate denies unsafe_code.
-    #[allow(unsafe_code)]
-    // SAFETY: tests in this binary hold ENV while they run.
-    unsafe {
-        std::env::set_var("XENSTORED_PATH", xsd.path())
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    // Tests in this binary hold ENV while they run.
+    let rt = xsd.client_runtime();
     let addr = rt.block_on(async {
         let rej = Arc::new(Rejections::default());
         let src: Box<dyn Source> = Box::new(XenstoreSource::new(

@@ -58,17 +58,8 @@ struct Src {
 
 impl Src {
     fn new(xsd: &TestXenstored, resync: Duration) -> Src {
-        // Edition 2024 makes set_var unsafe; the crate denies unsafe_code.
-        #[allow(unsafe_code)]
-        // SAFETY: tests in this binary hold ENV while they run.
-        unsafe {
-            std::env::set_var("XENSTORED_PATH", xsd.path())
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        // Tests in this binary hold ENV while they run.
+        let rt = xsd.client_runtime();
         let src = XenstoreSource::new(
             Arc::new(Rejections::default()),
             Some("/xentinel/maintenance".into()),

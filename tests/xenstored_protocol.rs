@@ -280,13 +280,8 @@ static ENV_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn connect(xsd: &TestXenstored) -> io::Result<XsTokio> {
     let _guard = ENV_LOCK.lock().await;
-    // Edition 2024 makes set_var unsafe; the crate denies unsafe_code.
-    #[allow(unsafe_code)]
-    // SAFETY: only this helper writes the environment in this test binary, under
-    // ENV_LOCK; other Rust readers go through std's own environment lock.
-    unsafe {
-        std::env::set_var("XENSTORED_PATH", xsd.path())
-    };
+    // Only this helper writes the environment in this test binary, under ENV_LOCK.
+    xsd.serve_this_process();
     XsTokio::new().await
 }
 

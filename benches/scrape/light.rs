@@ -116,17 +116,8 @@ fn requests_at(logs: &Path, n: u32) -> (u64, u64, u64, u64) {
             xsd.write(&format!("/local/domain/{id}/data/xentinel/{k}"), v);
         }
     }
-    // Edition 2024 makes set_var unsafe; the crate denies unsafe_code.
-    #[allow(unsafe_code)]
-    // SAFETY: the bench is single-threaded here; nothing reads the environment concurrently.
-    unsafe {
-        std::env::set_var("XENSTORED_PATH", xsd.path())
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    // The bench is single-threaded here; nothing changes the environment concurrently.
+    let rt = xsd.client_runtime();
     let src = xentinel::sources::xenstore::XenstoreSource::new(
         Arc::default(),
         None,

@@ -53,6 +53,29 @@ impl TestXenstored {
         &self.path
     }
 
+    /// Points this process's xenstore clients at this daemon (`XENSTORED_PATH`, which
+    /// `XsTokio::new()` reads on connect). The caller makes sure nothing else changes the
+    /// environment meanwhile: each test binary does it under its own lock, or before it starts
+    /// any other thread; other Rust readers go through std's environment lock.
+    pub fn serve_this_process(&self) {
+        // Edition 2024 makes set_var unsafe; the crate denies unsafe_code.
+        #[allow(unsafe_code)]
+        // SAFETY: see above; the callers serialise their writes to the environment.
+        unsafe {
+            std::env::set_var("XENSTORED_PATH", self.path())
+        };
+    }
+
+    /// [`Self::serve_this_process`], and the one-worker runtime a source under test runs on.
+    pub fn client_runtime(&self) -> tokio::runtime::Runtime {
+        self.serve_this_process();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    }
+
     /// Every request served since the start (or the last [`Self::reset_served`]),
     /// by type; watch events sent and the test's own direct calls are not counted.
     pub fn served(&self) -> Served {
