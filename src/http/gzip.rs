@@ -12,26 +12,30 @@ use flate2::write::GzEncoder;
 use crate::exposition::Rendering;
 use crate::snapshot::Snapshot;
 
-/// Whether `Accept-Encoding` lists `gzip` (or `*`) with a non-zero quality
-/// (RFC 9110 §12.5.3); `gzip;q=0` refuses it.
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip` with a
+/// non-zero quality, or, when gzip is not named, `*` with one; an explicit
+/// `gzip;q=0` refuses it whatever `*` says.
 pub fn accepted(headers: &HeaderMap) -> bool {
-    headers
+    let (mut gzip, mut any) = (None, None);
+    for item in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or("");
-            if !(coding.eq_ignore_ascii_case("gzip") || coding == "*") {
-                return false;
-            }
-            let q = parts
-                .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            q > 0.0
-        })
+    {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") {
+            gzip = Some(q);
+        } else if coding == "*" {
+            any = Some(q);
+        }
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
 /// A gzip body of the whole exposition of `snap`: pieces of about `chunk`
@@ -85,5 +89,10 @@ mod tests {
         assert!(!accepted(&with("deflate, br")));
         assert!(!accepted(&with("xgzip")));
         assert!(!accepted(&HeaderMap::new()));
+        // the explicit refusal wins over the wildcard, in either order
+        assert!(!accepted(&with("gzip;q=0, *")));
+        assert!(!accepted(&with("*, gzip;q=0")));
+        assert!(!accepted(&with("*;q=0")));
+        assert!(accepted(&with("*;q=0.1, br")));
     }
 }
