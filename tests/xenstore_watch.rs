@@ -38,17 +38,7 @@ fn populated(tag: &str) -> TestXenstored {
 }
 
 fn add_domain(xsd: &TestXenstored, id: u32) {
-    xsd.introduce_domain(id, &format!("vm{id}"), &uuid(id), 1 << 20);
-    xsd.write(&format!("/local/domain/{id}/memory/static-max"), "1048576");
-    for (k, v) in [
-        ("pgfault", "1000"),
-        ("pgmajfault", "10"),
-        ("mem_available_bytes", "4096"),
-        ("swap_used_bytes", "0"),
-        ("timestamp", "1"),
-    ] {
-        xsd.write(&format!("/local/domain/{id}/data/xentinel/{k}"), v);
-    }
+    xsd.add_reporting_domain(id, &uuid(id), 1);
 }
 
 struct Src {

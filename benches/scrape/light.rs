@@ -104,17 +104,7 @@ fn requests_at(logs: &Path, n: u32) -> (u64, u64, u64, u64) {
         .map_or(0, |d| d.as_secs());
     for id in 1..=n {
         let uuid = format!("{id:08x}-0000-4000-8000-000000000000");
-        xsd.introduce_domain(id, &format!("vm{id}"), &uuid, 1 << 20);
-        xsd.write(&format!("/local/domain/{id}/memory/static-max"), "1048576");
-        for (k, v) in [
-            ("pgfault", "1000"),
-            ("pgmajfault", "10"),
-            ("mem_available_bytes", "4096"),
-            ("swap_used_bytes", "0"),
-            ("timestamp", &now.to_string()),
-        ] {
-            xsd.write(&format!("/local/domain/{id}/data/xentinel/{k}"), v);
-        }
+        xsd.add_reporting_domain(id, &uuid, now);
     }
     // The bench is single-threaded here; nothing changes the environment concurrently.
     let rt = xsd.client_runtime();

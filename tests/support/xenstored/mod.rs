@@ -66,6 +66,22 @@ impl TestXenstored {
         };
     }
 
+    /// A domain as the xenstore tests and bench use it: `vm<id>` with `uuid`, 1 GiB target and
+    /// static-max, and a five-key xentinel guest report written at `timestamp`.
+    pub fn add_reporting_domain(&self, id: u32, uuid: &str, timestamp: u64) {
+        self.introduce_domain(id, &format!("vm{id}"), uuid, 1 << 20);
+        self.write(&format!("/local/domain/{id}/memory/static-max"), "1048576");
+        for (k, v) in [
+            ("pgfault", "1000"),
+            ("pgmajfault", "10"),
+            ("mem_available_bytes", "4096"),
+            ("swap_used_bytes", "0"),
+            ("timestamp", &timestamp.to_string()),
+        ] {
+            self.write(&format!("/local/domain/{id}/data/xentinel/{k}"), v);
+        }
+    }
+
     /// [`Self::serve_this_process`], and the one-worker runtime a source under test runs on.
     pub fn client_runtime(&self) -> tokio::runtime::Runtime {
         self.serve_this_process();
