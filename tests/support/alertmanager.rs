@@ -60,7 +60,7 @@ impl Alertmanager {
             .expect("start alertmanager");
         let am = Alertmanager { addr, child };
         wait_for("alertmanager to be ready", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(&am.addr).ok()?;
+            super::http::listens(&am.addr).then_some(())?;
             (request(&am.addr, "GET", "/-/ready", &[], b"").0 == 200).then_some(())
         });
         am

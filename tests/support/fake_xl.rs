@@ -154,7 +154,7 @@ impl WebhookProc {
             .spawn()
             .unwrap();
         wait_for("the webhook to listen", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&addr).ok()
+            super::http::listens(&addr).then_some(())
         });
         WebhookProc { child, addr, args }
     }

@@ -74,7 +74,7 @@ impl Exporter {
     pub fn wait_up(&self, name: &str, within: Duration) -> Peer {
         let t0 = Instant::now();
         loop {
-            let listening = std::net::TcpStream::connect(&self.web).is_ok();
+            let listening = super::http::listens(&self.web);
             if listening && let Some(p) = self.peer(name).filter(|p| p.up == 1.0) {
                 return p;
             }

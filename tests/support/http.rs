@@ -5,6 +5,16 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
+/// Whether something listens on `addr`. A connect to a loopback port nothing
+/// listens on can still succeed when the kernel picks that same port as the
+/// client's own (TCP's simultaneous open: the socket connects to itself);
+/// ports from [`free_port`] are in that range, so such a connection, whose
+/// two ends are one address, does not count as a listener.
+pub fn listens(addr: &str) -> bool {
+    TcpStream::connect(addr)
+        .is_ok_and(|s| matches!((s.local_addr(), s.peer_addr()), (Ok(l), Ok(p)) if l != p))
+}
+
 /// A TCP port free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

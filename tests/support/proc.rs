@@ -57,7 +57,7 @@ pub fn spawn_listening(args: &[&str]) -> Running {
 /// Waits until something accepts TCP connections on `addr`.
 pub fn wait_for_port(addr: &str, limit: Duration) {
     let start = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
+    while !super::http::listens(addr) {
         assert!(
             start.elapsed() < limit,
             "nothing listens on {addr} after {limit:?}"
